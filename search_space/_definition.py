@@ -1,0 +1,280 @@
+"""The study definition: what a user submits to start a search.
+
+Structure and per-field rules are pydantic's job; the rules that relate fields
+to one another run in :func:`parse_definition` afterwards so that every problem
+comes back with the exact path of the field it is about.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from search_space._errors import DefinitionError, Loc, Problem
+from search_space._schedules import (
+    SCHEDULE_PARAMS,
+    SCHEDULE_TYPES,
+    WEIGHT_INITS,
+    OptimizerName,
+    ScheduleType,
+    WeightInit,
+)
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+Metric = Literal["val_accuracy", "val_loss"]
+Direction = Literal["maximize", "minimize"]
+SamplerType = Literal["tpe", "random", "cmaes", "gp", "qmc"]
+PrunerType = Literal["hyperband", "median", "percentile", "successive_halving", "none"]
+
+_DEFAULT_DIRECTION: dict[str, Direction] = {"val_accuracy": "maximize", "val_loss": "minimize"}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_duplicates(values: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    dupes = [v for v in values if v in seen or seen.add(v)]  # type: ignore[func-returns-value]
+    if dupes:
+        raise ValueError(f"duplicate entries: {sorted(set(map(str, dupes)))}")
+    return values
+
+
+class FloatRange(_Model):
+    """A float dimension: ``low < high``; ``log`` samples on a log scale."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatRange:
+        problems = []
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            problems.append("low and high must be finite numbers")
+        elif self.low >= self.high:
+            problems.append(f"low ({self.low}) must be less than high ({self.high})")
+        if self.log and self.low <= 0:
+            problems.append(f"a log range needs low > 0, got {self.low}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class IntRange(_Model):
+    """An integer dimension, both ends included: ``low < high``."""
+
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _check(self) -> IntRange:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be less than high ({self.high})")
+        return self
+
+
+class ParamRange(_Model):
+    """Override of one schedule parameter's range (numeric) or choices (categorical)."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[str] | None = Field(default=None, min_length=1)
+
+
+class Objective(_Model):
+    """What each trial reports every epoch, and which way is better."""
+
+    metric: Metric = "val_accuracy"
+    direction: Direction | None = None
+
+    @property
+    def resolved_direction(self) -> Direction:
+        return self.direction or _DEFAULT_DIRECTION[self.metric]
+
+
+class Budget(_Model):
+    """How many trials the study finishes, and how long each may train."""
+
+    n_trials: int = Field(default=60, gt=0, le=100_000)
+    max_epochs: int = Field(default=20, gt=0, le=10_000)
+    max_retries: int = Field(default=2, ge=0, le=10)
+
+
+class SamplerSpec(_Model):
+    type: SamplerType = "tpe"
+    seed: int | None = None
+
+
+class PrunerSpec(_Model):
+    type: PrunerType = "hyperband"
+    min_epochs: int = Field(default=1, ge=1)
+    reduction_factor: int = Field(default=3, ge=2)
+    percentile: float = Field(default=25.0, gt=0.0, lt=100.0)
+
+
+class SearchSpace(_Model):
+    """The dimensions Optuna samples. Optimizer and weight decay are off by default."""
+
+    schedules: list[ScheduleType] = Field(default=list(SCHEDULE_TYPES), min_length=1)
+    warmup_epochs: IntRange | int = IntRange(low=0, high=5)
+    learning_rate: FloatRange = FloatRange(low=1.0e-4, high=1.0, log=True)
+    batch_size: list[int] = Field(default=[32, 64, 128, 256], min_length=1)
+    dropout: FloatRange = FloatRange(low=0.0, high=0.5)
+    weight_init: list[WeightInit] = Field(default=list(WEIGHT_INITS), min_length=1)
+    optimizer: list[OptimizerName] | None = Field(default=None, min_length=1)
+    weight_decay: FloatRange | None = None
+    schedule_params: dict[ScheduleType, dict[str, ParamRange]] = Field(default_factory=dict)
+
+    _unique_schedules = field_validator("schedules")(_no_duplicates)
+    _unique_inits = field_validator("weight_init")(_no_duplicates)
+    _unique_optimizers = field_validator("optimizer")(_no_duplicates)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_sizes(cls, values: list[int]) -> list[int]:
+        bad = [v for v in values if v <= 0]
+        if bad:
+            raise ValueError(f"batch sizes must be positive, got {bad}")
+        return _no_duplicates(values)
+
+    @field_validator("warmup_epochs")
+    @classmethod
+    def _warmup(cls, value: IntRange | int) -> IntRange | int:
+        low = value if isinstance(value, int) else value.low
+        if low < 0:
+            raise ValueError(f"warm-up epochs cannot be negative, got {low}")
+        return value
+
+    @field_validator("dropout")
+    @classmethod
+    def _dropout(cls, value: FloatRange) -> FloatRange:
+        if value.low < 0.0 or value.high >= 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got [{value.low}, {value.high}]")
+        return value
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _weight_decay(cls, value: FloatRange | None) -> FloatRange | None:
+        if value is not None and value.low < 0.0:
+            raise ValueError(f"weight decay cannot be negative, got {value.low}")
+        return value
+
+
+class StudyDefinition(_Model):
+    """A study as a user submits it. Every field but ``name`` and ``task`` has a default."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique study name")
+    task: str = Field(min_length=1, max_length=128, description="a registered task")
+    objective: Objective = Objective()
+    budget: Budget = Budget()
+    sampler: SamplerSpec = SamplerSpec()
+    pruner: PrunerSpec = PrunerSpec()
+    search_space: SearchSpace = SearchSpace()
+
+    @property
+    def direction(self) -> Direction:
+        return self.objective.resolved_direction
+
+    def warmup_bounds(self) -> tuple[int, int]:
+        w = self.search_space.warmup_epochs
+        return (w, w) if isinstance(w, int) else (w.low, w.high)
+
+
+def _pydantic_problems(err: ValidationError) -> list[Problem]:
+    problems = []
+    for e in err.errors(include_url=False):
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        problems.append(Problem(loc=tuple(e["loc"]), msg=msg))
+    return problems
+
+
+def _cross_field_problems(d: StudyDefinition, known_tasks: Collection[str] | None) -> list[Problem]:
+    problems: list[Problem] = []
+    if known_tasks is not None and d.task not in known_tasks:
+        problems.append(
+            Problem(("task",), f"unknown task {d.task!r}; registered: {sorted(known_tasks)}")
+        )
+    max_epochs = d.budget.max_epochs
+    _, warm_high = d.warmup_bounds()
+    if warm_high >= max_epochs:
+        problems.append(
+            Problem(
+                ("search_space", "warmup_epochs"),
+                f"warm-up ({warm_high} epochs) must be shorter than budget.max_epochs "
+                f"({max_epochs})",
+            )
+        )
+    if d.pruner.min_epochs > max_epochs:
+        problems.append(
+            Problem(
+                ("pruner", "min_epochs"),
+                f"min_epochs ({d.pruner.min_epochs}) exceeds budget.max_epochs ({max_epochs})",
+            )
+        )
+    for sched, overrides in d.search_space.schedule_params.items():
+        base: Loc = ("search_space", "schedule_params", sched)
+        if sched not in d.search_space.schedules:
+            problems.append(Problem(base, f"schedule {sched!r} is not in search_space.schedules"))
+        for pname, rng in overrides.items():
+            problems.extend(_override_problems((*base, pname), sched, pname, rng))
+    return problems
+
+
+def _override_problems(loc: Loc, sched: ScheduleType, pname: str, rng: ParamRange) -> list[Problem]:
+    specs = SCHEDULE_PARAMS[sched]
+    if pname not in specs:
+        return [Problem(loc, f"unknown parameter for {sched!r}; known: {sorted(specs)}")]
+    spec = specs[pname]
+    if spec.kind == "categorical":
+        if rng.choices is None or rng.low is not None or rng.high is not None:
+            return [Problem(loc, f"{sched}.{pname} is categorical: give 'choices'")]
+        bad = [c for c in rng.choices if c not in spec.choices]
+        if bad:
+            return [Problem((*loc, "choices"), f"unknown choices {bad}; known: {spec.choices}")]
+        return []
+    if rng.choices is not None or rng.low is None or rng.high is None:
+        return [Problem(loc, f"{sched}.{pname} is numeric: give 'low' and 'high'")]
+    problems = []
+    if spec.kind == "int" and not (rng.low.is_integer() and rng.high.is_integer()):
+        problems.append(Problem(loc, f"{sched}.{pname} takes integers"))
+    if rng.low >= rng.high:
+        problems.append(Problem(loc, f"low ({rng.low}) must be less than high ({rng.high})"))
+    if rng.log and rng.low <= 0:
+        problems.append(Problem(loc, f"a log range needs low > 0, got {rng.low}"))
+    if spec.min_low is not None and rng.low < spec.min_low:
+        problems.append(Problem((*loc, "low"), f"must be >= {spec.min_low}"))
+    if spec.max_high is not None and rng.high > spec.max_high:
+        problems.append(Problem((*loc, "high"), f"must be <= {spec.max_high}"))
+    return problems
+
+
+def parse_definition(
+    data: Mapping[str, Any] | StudyDefinition, *, known_tasks: Collection[str] | None = None
+) -> StudyDefinition:
+    """Validate a study definition and return it with every default filled in.
+
+    Args:
+        data: The definition as parsed from JSON or YAML (or an existing model to re-check).
+        known_tasks: Names of the registered tasks; ``None`` skips the task-name check.
+
+    Raises:
+        DefinitionError: With every problem found, each with its field path.
+    """
+    if isinstance(data, StudyDefinition):
+        data = data.model_dump(mode="json")
+    if not isinstance(data, Mapping):
+        raise DefinitionError([Problem((), "a study definition must be a JSON/YAML object")])
+    try:
+        definition = StudyDefinition.model_validate(dict(data))
+    except ValidationError as err:
+        raise DefinitionError(_pydantic_problems(err)) from None
+    problems = _cross_field_problems(definition, known_tasks)
+    if problems:
+        raise DefinitionError(problems)
+    return definition
