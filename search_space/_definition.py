@@ -36,11 +36,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _no_duplicates(values: list[Any]) -> list[Any]:
+def _no_duplicates(values: list[Any] | None) -> list[Any] | None:
+    if values is None:
+        return None
     seen: set[Any] = set()
-    dupes = [v for v in values if v in seen or seen.add(v)]  # type: ignore[func-returns-value]
+    dupes = {str(v) for v in values if v in seen or seen.add(v)}  # type: ignore[func-returns-value]
     if dupes:
-        raise ValueError(f"duplicate entries: {sorted(set(map(str, dupes)))}")
+        raise ValueError(f"duplicate entries: {sorted(dupes)}")
     return values
 
 
@@ -141,7 +143,8 @@ class SearchSpace(_Model):
         bad = [v for v in values if v <= 0]
         if bad:
             raise ValueError(f"batch sizes must be positive, got {bad}")
-        return _no_duplicates(values)
+        _no_duplicates(values)
+        return values
 
     @field_validator("warmup_epochs")
     @classmethod
@@ -254,6 +257,21 @@ def _override_problems(loc: Loc, sched: ScheduleType, pname: str, rng: ParamRang
     return problems
 
 
+def _fit_default_warmup(d: StudyDefinition) -> StudyDefinition:
+    """Shrink the *default* warm-up range to fit short budgets; explicit ranges are checked."""
+    space = d.search_space
+    if "warmup_epochs" in space.model_fields_set:
+        return d
+    low, high = d.warmup_bounds()
+    fitted_high = min(high, d.budget.max_epochs - 1)
+    if fitted_high == high:
+        return d
+    warmup: IntRange | int = IntRange(low=low, high=fitted_high) if fitted_high > low else low
+    new_space = space.model_copy(update={"warmup_epochs": warmup})
+    # model_copy keeps fields_set; the fitted value stays marked as a default.
+    return d.model_copy(update={"search_space": new_space})
+
+
 def parse_definition(
     data: Mapping[str, Any] | StudyDefinition, *, known_tasks: Collection[str] | None = None
 ) -> StudyDefinition:
@@ -274,6 +292,7 @@ def parse_definition(
         definition = StudyDefinition.model_validate(dict(data))
     except ValidationError as err:
         raise DefinitionError(_pydantic_problems(err)) from None
+    definition = _fit_default_warmup(definition)
     problems = _cross_field_problems(definition, known_tasks)
     if problems:
         raise DefinitionError(problems)

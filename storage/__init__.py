@@ -1,0 +1,66 @@
+"""Everything that touches the database: engines, our tables, Optuna storage, queries."""
+
+from storage._engine import DEFAULT_URL, Backend, is_sqlite, make_engine, open_backend, resolve_url
+from storage._errors import (
+    BudgetExhaustedError,
+    InvalidStateError,
+    StorageError,
+    StorageUnavailableError,
+    StudyAlreadyExistsError,
+    StudyNotFoundError,
+)
+from storage._studies import (
+    DEFAULT_TENANT,
+    StudyRecord,
+    StudyState,
+    change_state,
+    create_study,
+    get_study,
+    get_study_conn,
+    list_studies,
+    load_optuna_study,
+)
+from storage._trials import (
+    BudgetCounts,
+    budget_counts,
+    claim_trial,
+    enqueue_fixed,
+    fail_stale_trials,
+    finish_trial,
+    give_back,
+    heartbeat,
+    record_result,
+)
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "DEFAULT_URL",
+    "Backend",
+    "BudgetCounts",
+    "BudgetExhaustedError",
+    "InvalidStateError",
+    "StorageError",
+    "StorageUnavailableError",
+    "StudyAlreadyExistsError",
+    "StudyNotFoundError",
+    "StudyRecord",
+    "StudyState",
+    "budget_counts",
+    "change_state",
+    "claim_trial",
+    "create_study",
+    "enqueue_fixed",
+    "fail_stale_trials",
+    "finish_trial",
+    "get_study",
+    "get_study_conn",
+    "give_back",
+    "heartbeat",
+    "is_sqlite",
+    "list_studies",
+    "load_optuna_study",
+    "make_engine",
+    "open_backend",
+    "record_result",
+    "resolve_url",
+]
