@@ -127,7 +127,8 @@ def schedule_param_specs(
         else:
             low = spec.low if rng.low is None else rng.low
             high = spec.high if rng.high is None else rng.high
-            specs[name] = replace(spec, low=low, high=high, log=rng.log)
+            log = spec.log if rng.log is None else rng.log
+            specs[name] = replace(spec, low=low, high=high, log=log)
     return specs
 
 

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from search_space._errors import DefinitionError, Loc, Problem
 from search_space._schedules import (
@@ -33,7 +42,8 @@ _DEFAULT_DIRECTION: dict[str, Direction] = {"val_accuracy": "maximize", "val_los
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a definition is JSON/YAML, so "5" or true for an integer is a mistake to report.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _no_duplicates(values: list[Any] | None) -> list[Any] | None:
@@ -85,7 +95,7 @@ class ParamRange(_Model):
 
     low: float | None = None
     high: float | None = None
-    log: bool = False
+    log: bool | None = Field(default=None, description="None keeps the parameter's default scale")
     choices: list[str] | None = Field(default=None, min_length=1)
 
 
@@ -120,11 +130,18 @@ class PrunerSpec(_Model):
     percentile: float = Field(default=25.0, gt=0.0, lt=100.0)
 
 
+def _warmup_tag(value: Any) -> str:
+    return "fixed" if isinstance(value, int) and not isinstance(value, bool) else "range"
+
+
 class SearchSpace(_Model):
     """The dimensions Optuna samples. Optimizer and weight decay are off by default."""
 
     schedules: list[ScheduleType] = Field(default=list(SCHEDULE_TYPES), min_length=1)
-    warmup_epochs: IntRange | int = IntRange(low=0, high=5)
+    warmup_epochs: Annotated[
+        Annotated[IntRange, Tag("range")] | Annotated[int, Tag("fixed")],
+        Discriminator(_warmup_tag),
+    ] = IntRange(low=0, high=5)
     learning_rate: FloatRange = FloatRange(low=1.0e-4, high=1.0, log=True)
     batch_size: list[int] = Field(default=[32, 64, 128, 256], min_length=1)
     dropout: FloatRange = FloatRange(low=0.0, high=0.5)
@@ -152,6 +169,13 @@ class SearchSpace(_Model):
         low = value if isinstance(value, int) else value.low
         if low < 0:
             raise ValueError(f"warm-up epochs cannot be negative, got {low}")
+        return value
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _learning_rate(cls, value: FloatRange) -> FloatRange:
+        if value.low <= 0.0:
+            raise ValueError(f"learning rates must be positive, got low={value.low}")
         return value
 
     @field_validator("dropout")
@@ -193,8 +217,13 @@ def _pydantic_problems(err: ValidationError) -> list[Problem]:
     problems = []
     for e in err.errors(include_url=False):
         msg = str(e["msg"]).removeprefix("Value error, ")
-        problems.append(Problem(loc=tuple(e["loc"]), msg=msg))
+        # Tagged unions put their tag in the path; users only know the field names.
+        loc = tuple(p for p in e["loc"] if p not in _UNION_TAGS)
+        problems.append(Problem(loc=loc, msg=msg))
     return problems
+
+
+_UNION_TAGS = {"range", "fixed"}
 
 
 def _cross_field_problems(d: StudyDefinition, known_tasks: Collection[str] | None) -> list[Problem]:
@@ -248,12 +277,21 @@ def _override_problems(loc: Loc, sched: ScheduleType, pname: str, rng: ParamRang
         problems.append(Problem(loc, f"{sched}.{pname} takes integers"))
     if rng.low >= rng.high:
         problems.append(Problem(loc, f"low ({rng.low}) must be less than high ({rng.high})"))
-    if rng.log and rng.low <= 0:
+    log = spec.log if rng.log is None else rng.log
+    if log and rng.low <= 0:
         problems.append(Problem(loc, f"a log range needs low > 0, got {rng.low}"))
-    if spec.min_low is not None and rng.low < spec.min_low:
-        problems.append(Problem((*loc, "low"), f"must be >= {spec.min_low}"))
-    if spec.max_high is not None and rng.high > spec.max_high:
-        problems.append(Problem((*loc, "high"), f"must be <= {spec.max_high}"))
+    if spec.min_low is not None and (
+        rng.low < spec.min_low or (spec.low_open and rng.low == spec.min_low)
+    ):
+        problems.append(
+            Problem((*loc, "low"), f"must be {'>' if spec.low_open else '>='} {spec.min_low}")
+        )
+    if spec.max_high is not None and (
+        rng.high > spec.max_high or (spec.high_open and rng.high == spec.max_high)
+    ):
+        problems.append(
+            Problem((*loc, "high"), f"must be {'<' if spec.high_open else '<='} {spec.max_high}")
+        )
     return problems
 
 
@@ -270,6 +308,36 @@ def _fit_default_warmup(d: StudyDefinition) -> StudyDefinition:
     new_space = space.model_copy(update={"warmup_epochs": warmup})
     # model_copy keeps fields_set; the fitted value stays marked as a default.
     return d.model_copy(update={"search_space": new_space})
+
+
+# Which top-level sections each cross-field rule reads, besides the one it reports on.
+_CROSS_DEPENDS: dict[Loc, set[str]] = {
+    ("search_space", "warmup_epochs"): {"budget", "search_space"},
+    ("pruner", "min_epochs"): {"budget", "pruner"},
+}
+_PLACEHOLDERS = {"name": "placeholder", "task": "placeholder"}
+
+
+def _partial_cross_problems(
+    data: Mapping[str, Any], problems: list[Problem], known_tasks: Collection[str] | None
+) -> list[Problem]:
+    """Cross-field problems among the sections that did parse, so none goes unreported."""
+    broken = {str(p.loc[0]) for p in problems if p.loc}
+    if not problems or any(not p.loc for p in problems):
+        return []
+    patched = {k: v for k, v in data.items() if k not in broken}
+    for key in broken & set(_PLACEHOLDERS):
+        patched[key] = _PLACEHOLDERS[key]
+    try:
+        definition = _fit_default_warmup(StudyDefinition.model_validate(patched))
+    except ValidationError:
+        return []
+    found = []
+    for problem in _cross_field_problems(definition, known_tasks):
+        depends = _CROSS_DEPENDS.get(problem.loc[:2], {str(problem.loc[0])})
+        if not depends & broken:
+            found.append(problem)
+    return found
 
 
 def parse_definition(
@@ -291,7 +359,10 @@ def parse_definition(
     try:
         definition = StudyDefinition.model_validate(dict(data))
     except ValidationError as err:
-        raise DefinitionError(_pydantic_problems(err)) from None
+        problems = _pydantic_problems(err)
+        raise DefinitionError(
+            problems + _partial_cross_problems(data, problems, known_tasks)
+        ) from None
     definition = _fit_default_warmup(definition)
     problems = _cross_field_problems(definition, known_tasks)
     if problems:

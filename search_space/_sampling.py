@@ -68,7 +68,7 @@ def make_sampler(definition: StudyDefinition) -> optuna.samplers.BaseSampler:
         if kind == "cmaes":
             return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
         if kind == "gp":
-            return optuna.samplers.GPSampler(seed=seed)
+            return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
 
 

@@ -54,6 +54,8 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     min_low: float | None = None
     max_high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
     help: str = ""
 
 
@@ -61,12 +63,24 @@ SCHEDULE_PARAMS: dict[ScheduleType, dict[str, ParamSpec]] = {
     "step": {
         "step_size": ParamSpec("int", 1, 10, min_low=1, help="epochs between decays"),
         "gamma": ParamSpec(
-            "float", 0.1, 0.9, min_low=0.0, max_high=1.0, help="factor applied at each decay"
+            "float",
+            0.1,
+            0.9,
+            min_low=0.0,
+            max_high=1.0,
+            low_open=True,
+            help="factor applied at each decay",
         ),
     },
     "exponential": {
         "gamma": ParamSpec(
-            "float", 0.8, 0.99, min_low=0.0, max_high=1.0, help="factor applied every epoch"
+            "float",
+            0.8,
+            0.99,
+            min_low=0.0,
+            max_high=1.0,
+            low_open=True,
+            help="factor applied every epoch",
         ),
     },
     "cosine": {
@@ -81,7 +95,14 @@ SCHEDULE_PARAMS: dict[ScheduleType, dict[str, ParamSpec]] = {
     },
     "plateau": {
         "factor": ParamSpec(
-            "float", 0.1, 0.7, min_low=0.0, max_high=1.0, help="factor applied on a plateau"
+            "float",
+            0.1,
+            0.7,
+            min_low=0.0,
+            max_high=1.0,
+            low_open=True,
+            high_open=True,
+            help="factor applied on a plateau",
         ),
         "patience": ParamSpec(
             "int", 1, 5, min_low=0, help="epochs without improvement before a decay"
@@ -102,6 +123,7 @@ SCHEDULE_PARAMS: dict[ScheduleType, dict[str, ParamSpec]] = {
             log=True,
             min_low=0.0,
             max_high=1.0,
+            low_open=True,
             help="first learning rate, as a fraction of the base learning rate",
         ),
         "ramp_epochs": ParamSpec("int", 1, 10, min_low=1, help="epochs of the linear ramp"),
