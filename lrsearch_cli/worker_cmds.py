@@ -1,0 +1,178 @@
+"""``lrsearch worker`` and ``lrsearch demo``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``worker`` and ``demo`` to ``app``."""
+    app.command("worker")(worker)
+    app.command("demo")(demo)
+
+
+def worker(
+    study: Annotated[str | None, typer.Option(help="Serve only this study.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    max_trials: Annotated[int | None, typer.Option(help="Exit after this many trials.")] = None,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after this many seconds without work.")
+    ] = None,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast on CUDA.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Pull trials from the shared storage (LRSEARCH_STORAGE) and train them."""
+    _setup_logging(verbose)
+    from workers.loop import WorkerOptions, run_worker
+
+    options = WorkerOptions(
+        study=study, device=device, max_trials=max_trials, idle_exit=idle_exit, bf16=bf16
+    )
+    stats = run_worker(options, on_trial=_print_outcome)
+    typer.echo(f"worker done: {stats.trials} trials {stats.by_state}", err=True)
+
+
+def _print_outcome(outcome: Any, *, budget: int | None = None, done: int | None = None) -> None:
+    p = outcome.params
+    count = f"[{done:>3}/{budget}] " if budget is not None and done is not None else ""
+    value = "-" if outcome.value is None else f"{outcome.value:.4f}"
+    line = (
+        f"{count}{outcome.study} #{outcome.number:<4} {p.get('schedule', '?'):<11} "
+        f"lr={p.get('learning_rate', float('nan')):.2e} bs={p.get('batch_size', '?'):<4} "
+        f"{outcome.state:<8} value={value:<7} {outcome.epochs_run:>3} ep {outcome.seconds:5.1f}s"
+    )
+    if outcome.error:
+        line += f"  ({outcome.error})"
+    typer.echo(line)
+
+
+DEMO_EPOCHS = 20
+DEMO_TRIALS = 60
+
+# One hand-written baseline per schedule type, enqueued first so that every type
+# is represented however the sampler explores afterwards.
+DEMO_BASELINES: list[dict[str, Any]] = [
+    {"schedule": "step", "step.step_size": 5, "step.gamma": 0.5},
+    {"schedule": "exponential", "exponential.gamma": 0.9},
+    {"schedule": "cosine", "cosine.eta_min": 0.01},
+    {"schedule": "plateau", "plateau.factor": 0.5, "plateau.patience": 2},
+    {
+        "schedule": "cyclic",
+        "cyclic.max_lr": 4.0,
+        "cyclic.step_size": 2,
+        "cyclic.mode": "triangular",
+    },
+    {"schedule": "warmup", "warmup.start_factor": 0.1, "warmup.ramp_epochs": 3},
+]
+
+
+def demo_definition(name: str) -> dict[str, Any]:
+    """The demo study: every schedule type on digits, TPE, Hyperband pruning."""
+    return {
+        "name": name,
+        "task": "digits-mlp",
+        "objective": {"metric": "val_accuracy", "direction": "maximize"},
+        "budget": {"n_trials": DEMO_TRIALS, "max_epochs": DEMO_EPOCHS},
+        "sampler": {"type": "tpe", "seed": 0},
+        "pruner": {"type": "hyperband", "min_epochs": 2},
+    }
+
+
+def demo(
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Keep the service up for the dashboard afterwards.")
+    ] = False,
+    trials: Annotated[int, typer.Option(help="Trial budget of the demo study.")] = DEMO_TRIALS,
+    host: Annotated[str, typer.Option(help="With --serve: address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="With --serve: port.")] = 8000,
+) -> None:
+    """Run a whole study on the embedded SQLite storage and print the best schedules."""
+    _setup_logging()
+    logging.getLogger().setLevel(logging.WARNING)
+    import storage
+    from search_space import parse_definition, validate_fixed_params
+
+    url = storage.resolve_url()
+    backend = storage.open_backend(url)
+    name = time.strftime("demo-digits-%Y%m%d-%H%M%S")
+    raw = demo_definition(name)
+    raw["budget"]["n_trials"] = trials
+    definition = parse_definition(raw)
+    record = storage.create_study(backend, definition)
+    study = storage.load_optuna_study(backend, record)
+    common = {"learning_rate": 0.05, "batch_size": 64, "dropout": 0.1, "weight_init": "default"}
+    low, high = definition.warmup_bounds()
+    if low != high:
+        common["warmup_epochs"] = 0
+    for baseline in DEMO_BASELINES[: max(0, min(len(DEMO_BASELINES), trials))]:
+        params = {**common, **baseline}
+        validate_fixed_params(definition, params)
+        storage.enqueue_fixed(backend, study, record, params)
+    typer.echo(f"storage: {url}")
+    typer.echo(
+        f"study {name}: task digits-mlp, {trials} trials x up to {DEMO_EPOCHS} epochs, "
+        "6 schedule types, TPE sampler, Hyperband pruner"
+    )
+    from workers.loop import WorkerOptions, run_worker
+
+    finished = 0
+
+    def progress(outcome: Any) -> None:
+        nonlocal finished
+        finished += 1
+        _print_outcome(outcome, budget=trials, done=finished)
+
+    started = time.monotonic()
+    run_worker(
+        WorkerOptions(storage_url=url, study=name, device="auto", idle_exit=5.0),
+        on_trial=progress,
+    )
+    elapsed = time.monotonic() - started
+    typer.echo(f"\nfinished {finished} trials in {elapsed:.0f} s\n")
+    typer.echo(best_schedules_table(backend, storage.get_study(backend, name)))
+    backend.dispose()
+    if serve:
+        from lrsearch_cli.client_cmds import serve_demo
+
+        serve_demo(url=url, study=name, host=host, port=port)
+
+
+def best_schedules_table(backend: Any, record: Any) -> str:
+    """The best trial per schedule type as a plain-text table."""
+    from storage import best_per_schedule
+
+    with backend.engine.connect() as conn:
+        stats = best_per_schedule(conn, record)
+    header = (
+        f"{'schedule':<12} {'best':>8} {'lr':>9} {'batch':>5} {'dropout':>7} "
+        f"{'init':<16} {'warmup':>6} {'epochs':>6} {'trial':>5}  completed/pruned"
+    )
+    lines = ["Best trial per schedule type (" + record.definition.objective.metric + ")", header]
+    lines.append("-" * len(header))
+    for s in stats:
+        b = s.best
+        if b is None:
+            lines.append(f"{s.schedule:<12} {'-':>8}  (no completed trial)")
+            continue
+        lines.append(
+            f"{s.schedule:<12} {b.value:>8.4f} {b.learning_rate:>9.2e} {b.batch_size:>5} "
+            f"{b.dropout:>7.3f} {b.weight_init:<16} {b.warmup_epochs or 0:>6} "
+            f"{b.epochs_run:>6} {b.number:>5}  {s.n_complete}/{s.n_pruned}"
+        )
+    return "\n".join(lines)

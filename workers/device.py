@@ -1,0 +1,64 @@
+"""Choosing the torch device a worker trains on, and mixed precision on it."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from contextlib import AbstractContextManager
+
+import torch
+
+from workers._errors import DeviceError
+
+_CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """Turn a device request into a usable :class:`torch.device`.
+
+    Args:
+        spec: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``
+            or ``"cuda:N"``; a :class:`torch.device` is checked the same way.
+
+    Returns:
+        The device, with an explicit index for CUDA (``cuda:0`` for ``"cuda"``).
+
+    Raises:
+        DeviceError: The spec is not one of the forms above, CUDA was asked for
+            but is not available, or the CUDA index does not exist.
+    """
+    text = str(spec).strip().lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return torch.device("cpu")
+    match = _CUDA_SPEC.match(text)
+    if match is None:
+        raise DeviceError(f"unknown device {str(spec)!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise DeviceError(
+            f"device {text!r} was requested but CUDA is not available "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'})"
+        )
+    index = int(match.group(1) or 0)
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise DeviceError(f"device {text!r} does not exist; this machine has {count} GPU(s)")
+    return torch.device("cuda", index)
+
+
+def autocast_context(device: torch.device, bf16: bool) -> AbstractContextManager[object]:
+    """The autocast context for a forward pass: bfloat16 on CUDA when asked, else a no-op.
+
+    Args:
+        device: The device the model runs on.
+        bf16: Whether bfloat16 mixed precision was requested. Ignored off CUDA.
+
+    Raises:
+        DeviceError: bf16 was requested on a GPU that does not support it.
+    """
+    if not (bf16 and device.type == "cuda"):
+        return contextlib.nullcontext()
+    if not torch.cuda.is_bf16_supported():
+        raise DeviceError(f"bf16 was requested but {device} does not support bfloat16")
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
