@@ -35,7 +35,12 @@ _optuna_trials = sa.table(
     sa.column("trial_id", sa.Integer),
     sa.column("number", sa.Integer),
     sa.column("study_id", sa.Integer),
-    sa.column("state", sa.String),
+    # Optuna stores the state as a native enum on PostgreSQL; comparing it with a
+    # VARCHAR parameter fails there, so declare the same enum type.
+    sa.column(
+        "state",
+        sa.Enum("RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING", name="trialstate"),
+    ),
 )
 
 
