@@ -63,7 +63,7 @@ def _print_outcome(outcome: Any, *, budget: int | None = None, done: int | None 
 
 
 DEMO_EPOCHS = 20
-DEMO_TRIALS = 60
+DEMO_TRIALS = 100
 
 # One hand-written baseline per schedule type, enqueued first so that every type
 # is represented however the sampler explores afterwards.
@@ -90,7 +90,7 @@ def demo_definition(name: str) -> dict[str, Any]:
         "objective": {"metric": "val_accuracy", "direction": "maximize"},
         "budget": {"n_trials": DEMO_TRIALS, "max_epochs": DEMO_EPOCHS},
         "sampler": {"type": "tpe", "seed": 0},
-        "pruner": {"type": "hyperband", "min_epochs": 2},
+        "pruner": {"type": "hyperband", "min_epochs": 4},
     }
 
 
@@ -168,7 +168,10 @@ def best_schedules_table(backend: Any, record: Any) -> str:
     for s in stats:
         b = s.best
         if b is None:
-            lines.append(f"{s.schedule:<12} {'-':>8}  (no completed trial)")
+            lines.append(
+                f"{s.schedule:<12} {'-':>8}  (no completed trial; {s.n_pruned} pruned, "
+                f"{s.n_failed} failed)"
+            )
             continue
         lines.append(
             f"{s.schedule:<12} {b.value:>8.4f} {b.learning_rate:>9.2e} {b.batch_size:>5} "
