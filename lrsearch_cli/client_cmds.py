@@ -1,9 +1,278 @@
-"""``serve``, ``submit``, ``status``, ``best`` and ``keys``: filled in with the service."""
+"""``serve``, ``submit``, ``status``, ``best`` and ``keys create``.
+
+``serve`` runs the REST service; ``submit``, ``status`` and ``best`` are its
+client, and find it at ``LRSEARCH_API_URL`` with the key in ``LRSEARCH_API_KEY``;
+``keys create`` writes straight to ``LRSEARCH_STORAGE``. Heavy imports (the
+service, httpx, storage) happen inside the commands, so that ``lrsearch worker``
+never loads FastAPI.
+
+Exit codes: 0 success, 1 a failed request (unreachable service, 401, 404,
+409, ...), 2 bad input (an unreadable file, a definition with problems).
+"""
 
 from __future__ import annotations
 
+import enum
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
 import typer
+
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+BAR_WIDTH = 30
+
+
+class KeyScope(enum.StrEnum):
+    READ = "read"
+    SUBMIT = "submit"
+    ADMIN = "admin"
 
 
 def register(app: typer.Typer) -> None:
     """Add the service and REST-client commands to ``app``."""
+    app.command("serve")(serve)
+    app.command("submit")(submit)
+    app.command("status")(status)
+    app.command("best")(best)
+    keys = typer.Typer(help="API keys of the service.", no_args_is_help=True)
+    keys.command("create")(keys_create)
+    app.add_typer(keys, name="keys")
+
+
+def _run_service(settings: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    from service import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the REST service on LRSEARCH_STORAGE (settings from LRSEARCH_* variables)."""
+    from service import Settings
+
+    _run_service(Settings(), host, port)
+
+
+def serve_demo(*, url: str, study: str, host: str, port: int) -> None:
+    """Serve the demo's storage with keys on, and print the dashboard URL and a read key."""
+    import storage
+    from service import API_PREFIX, Settings
+
+    backend = storage.open_backend(url)
+    try:
+        _, read_key = storage.create_key(backend, scope="read")
+    finally:
+        backend.dispose()
+    settings = Settings(storage=url, auth_disabled=False)
+    base = f"http://{host}:{port}"
+    typer.echo(f"\ndashboard:      {base}/#/studies/{study}")
+    typer.echo(f"read key:       {read_key}")
+    typer.echo(f"best schedules: {base}{API_PREFIX}/studies/{study}/schedules")
+    typer.echo(f"API docs:       {base}/docs   (Ctrl-C stops the service)")
+    _run_service(settings, host, port)
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _request(method: str, path: str, body: Any = None) -> Any:
+    """Call the service; on an error response print the problem and exit."""
+    import httpx
+
+    base = os.environ.get("LRSEARCH_API_URL") or DEFAULT_API_URL
+    key = os.environ.get("LRSEARCH_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=30.0) as client:
+            # default=str: YAML dates and the like go over as text (the service judges them).
+            content = None if body is None else json.dumps(body, default=str)
+            response = client.request(
+                method,
+                f"/api/v1{path}",
+                content=content,
+                headers={"Content-Type": "application/json"} if content else None,
+            )
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the service at {base} (LRSEARCH_API_URL): {exc}")
+    if response.is_success:
+        return response.json()
+    _report_problem(response, has_key=key is not None)
+
+
+def _report_problem(response: httpx.Response, *, has_key: bool) -> NoReturn:
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {}
+    if not isinstance(problem, dict):
+        problem = {}
+    detail = problem.get("detail") or response.reason_phrase
+    errors = problem.get("errors") or []
+    if response.status_code == 422 and errors:
+        typer.echo(f"error: {len(errors)} problem(s):", err=True)
+        for error in errors:
+            where = ".".join(str(part) for part in error.get("loc", [])) or "<body>"
+            typer.echo(f"  {where}: {error.get('msg', '')}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if response.status_code == 401 and not has_key:
+        detail += " (set LRSEARCH_API_KEY)"
+    _fail(f"{response.status_code} {detail}")
+
+
+def _load_definition(path: Path) -> Any:
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {path}: {exc}", EXIT_BAD_INPUT)
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            _fail(f"{path} is not valid YAML: {exc}", EXIT_BAD_INPUT)
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            _fail(f"{path} is not valid JSON: {exc}", EXIT_BAD_INPUT)
+    _fail(f"{path}: expected a .yaml, .yml or .json file", EXIT_BAD_INPUT)
+
+
+def submit(
+    file: Annotated[Path, typer.Argument(help="Study definition, YAML or JSON.")],
+) -> None:
+    """Create a study from a definition file; prints every problem if it is invalid."""
+    data = _load_definition(file)
+    if not isinstance(data, dict):
+        _fail(f"{file}: a study definition must be a mapping of fields", EXIT_BAD_INPUT)
+    study = _request("POST", "/studies", data)
+    d = study["definition"]
+    typer.echo(
+        f"created study {study['name']}: task {study['task']}, {study['n_trials']} trials x "
+        f"up to {study['max_epochs']} epochs, {d['sampler']['type']} sampler, "
+        f"{d['pruner']['type']} pruner, {len(d['search_space']['schedules'])} schedule types"
+    )
+    typer.echo(f"follow it with: lrsearch status {study['name']} --watch")
+
+
+def progress_line(study: dict[str, Any]) -> str:
+    """One line of progress: a bar of finished/budget trials, counts, state and best value."""
+    budget = max(1, int(study["n_trials"]))
+    finished = min(int(study["finished"]), budget)
+    filled = round(BAR_WIDTH * finished / budget)
+    counts = study["counts"]
+    parts = [f"running {counts['RUNNING']}", f"pruned {counts['PRUNED']}"]
+    parts.append(f"failed {counts['FAIL']}")
+    if counts.get("WAITING"):
+        parts.append(f"waiting {counts['WAITING']}")
+    line = (
+        f"{study['name']} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] "
+        f"{finished}/{budget} finished ({', '.join(parts)}) {study['state']}"
+    )
+    best_trial = study.get("best")
+    if best_trial and best_trial.get("value") is not None:
+        line += (
+            f", best {best_trial['value']:.4f} (#{best_trial['number']} {best_trial['schedule']})"
+        )
+    return line
+
+
+def status(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until the study ends.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1)] = 2.0,
+) -> None:
+    """Show a study's progress: finished/budget trials, running, pruned and failed."""
+    tty = sys.stdout.isatty()
+    previous = ""
+    try:
+        while True:
+            study = _request("GET", f"/studies/{name}")
+            line = progress_line(study)
+            ended = study["state"] in ("finished", "cancelled")
+            if not watch:
+                typer.echo(line)
+                return
+            if tty:
+                typer.echo(f"\r\x1b[2K{line}", nl=ended)
+            elif line != previous:
+                typer.echo(line)
+            previous = line
+            if ended:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        if tty:
+            typer.echo("")
+        raise typer.Exit(130) from None
+
+
+def schedules_table(study: dict[str, Any], schedules: list[dict[str, Any]]) -> str:
+    """The best trial per schedule type as a plain-text table."""
+    header = (
+        f"{'schedule':<12} {'best':>8} {'lr':>9} {'batch':>5} {'dropout':>7} {'init':<16} "
+        f"{'warm-up':>7} {'epochs':>6} {'trial':>5}  completed/pruned"
+    )
+    objective = f"{study['metric']}, {study['direction']}"
+    lines = [f"Best trial per schedule type in {study['name']} ({objective})", header]
+    lines.append("-" * len(header))
+    for s in schedules:
+        counts = f"{s['n_complete']}/{s['n_pruned']}"
+        b = s["best"]
+        if b is None:
+            lines.append(f"{s['schedule']:<12} {'-':>8}  (no completed trial)  {counts}")
+            continue
+        lines.append(
+            f"{s['schedule']:<12} {b['value']:>8.4f} {b['learning_rate']:>9.2e} "
+            f"{b['batch_size']:>5} {b['dropout']:>7.3f} {b['weight_init']:<16} "
+            f"{b['warmup_epochs'] or 0:>7} {b['epochs_run']:>6} {b['number']:>5}  {counts}"
+        )
+    return "\n".join(lines)
+
+
+def best(name: Annotated[str, typer.Argument(help="The study's name.")]) -> None:
+    """Print the best trial of each schedule type, best schedule first."""
+    study = _request("GET", f"/studies/{name}")
+    schedules = _request("GET", f"/studies/{name}/schedules")["items"]
+    typer.echo(schedules_table(study, schedules))
+
+
+def keys_create(
+    scope: Annotated[KeyScope, typer.Option(help="read < submit < admin.")],
+    tenant: Annotated[str, typer.Option(help="Tenant whose studies the key sees.")] = "default",
+) -> None:
+    """Create an API key in LRSEARCH_STORAGE; prints the key alone on stdout, once."""
+    import storage
+
+    backend = storage.open_backend()
+    try:
+        key, plain = storage.create_key(backend, scope=scope.value, tenant=tenant)
+    except ValueError as exc:  # create_key's documented answer to a bad tenant name
+        _fail(str(exc), EXIT_BAD_INPUT)
+    finally:
+        backend.dispose()
+    typer.echo(
+        f"created {key.scope} key {key.key_id} for tenant {key.tenant!r} in {backend.url}; "
+        "it is shown only this once",
+        err=True,
+    )
+    typer.echo(plain)

@@ -1,5 +1,6 @@
 """Everything that touches the database: engines, our tables, Optuna storage, queries."""
 
+from storage._curves import MAX_CURVES, curves, trial_detail
 from storage._engine import DEFAULT_URL, Backend, is_sqlite, make_engine, open_backend, resolve_url
 from storage._errors import (
     BudgetExhaustedError,
@@ -8,6 +9,25 @@ from storage._errors import (
     StorageUnavailableError,
     StudyAlreadyExistsError,
     StudyNotFoundError,
+)
+from storage._keys import (
+    SCOPES,
+    ApiKey,
+    KeyNotFoundError,
+    Scope,
+    create_key,
+    list_keys,
+    revoke_key,
+    scope_allows,
+    verify_key,
+)
+from storage._results import (
+    InvalidCursorError,
+    ScheduleStats,
+    StudySummary,
+    TrialDetail,
+    TrialNotFoundError,
+    TrialRow,
 )
 from storage._studies import (
     DEFAULT_TENANT,
@@ -20,6 +40,14 @@ from storage._studies import (
     list_studies,
     load_optuna_study,
 )
+from storage._summary import (
+    best_per_schedule,
+    best_trial,
+    study_summary,
+    top_trials_per_schedule,
+    trial_counts_by_state,
+)
+from storage._trial_pages import MAX_PAGE_SIZE, TrialOrder, list_trials
 from storage._trials import (
     BudgetCounts,
     budget_counts,
@@ -35,20 +63,37 @@ from storage._trials import (
 __all__ = [
     "DEFAULT_TENANT",
     "DEFAULT_URL",
+    "MAX_CURVES",
+    "MAX_PAGE_SIZE",
+    "SCOPES",
+    "ApiKey",
     "Backend",
     "BudgetCounts",
     "BudgetExhaustedError",
+    "InvalidCursorError",
     "InvalidStateError",
+    "KeyNotFoundError",
+    "ScheduleStats",
+    "Scope",
     "StorageError",
     "StorageUnavailableError",
     "StudyAlreadyExistsError",
     "StudyNotFoundError",
     "StudyRecord",
     "StudyState",
+    "StudySummary",
+    "TrialDetail",
+    "TrialNotFoundError",
+    "TrialOrder",
+    "TrialRow",
+    "best_per_schedule",
+    "best_trial",
     "budget_counts",
     "change_state",
     "claim_trial",
+    "create_key",
     "create_study",
+    "curves",
     "enqueue_fixed",
     "fail_stale_trials",
     "finish_trial",
@@ -57,10 +102,19 @@ __all__ = [
     "give_back",
     "heartbeat",
     "is_sqlite",
+    "list_keys",
     "list_studies",
+    "list_trials",
     "load_optuna_study",
     "make_engine",
     "open_backend",
     "record_result",
     "resolve_url",
+    "revoke_key",
+    "scope_allows",
+    "study_summary",
+    "top_trials_per_schedule",
+    "trial_counts_by_state",
+    "trial_detail",
+    "verify_key",
 ]

@@ -1,0 +1,131 @@
+"""The app factory: ``create_app(settings)`` wires settings, storage, routes and errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+import storage
+from service.errors import HANDLED, handle_error
+from service.importance import ImportanceCache
+from service.metrics import Metrics
+from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.openapi import API_PREFIX, build_openapi
+from service.routes import keys, ops, results, studies, trials
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASK_ENTRY_POINTS = "lrsearch.tasks"
+_DESCRIPTION = """\
+Hyperparameter search over learning-rate schedules. Submit a study definition,
+let workers run its trials, and read back the best schedules.
+
+Every `/api/v1` path except `healthz` and `metrics` needs an API key
+(`Authorization: Bearer lrs_...`, from `lrsearch keys create`). Scopes:
+`read` (GET), `submit` (create, control, enqueue), `admin` (keys). Errors are
+RFC 9457 `application/problem+json`; validation errors list every
+`{loc, msg}` in `errors`.
+"""
+
+
+def registered_tasks() -> frozenset[str]:
+    """Names of the tasks installed under the ``lrsearch.tasks`` entry points."""
+    return frozenset(ep.name for ep in entry_points(group=TASK_ENTRY_POINTS))
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if settings.auth_disabled:
+        log.warning(
+            "API keys are NOT checked (LRSEARCH_AUTH_DISABLED): every caller is admin of tenant %r",
+            storage.DEFAULT_TENANT,
+        )
+    backend = await run_in_threadpool(
+        storage.open_backend, settings.storage, pool_size=settings.pool_size
+    )
+    app.state.backend = backend
+    app.state.known_tasks = registered_tasks()
+    log.info("lrsearch service on %s storage", backend.dialect)
+    try:
+        yield
+    finally:
+        app.state.backend = None
+        await run_in_threadpool(backend.dispose)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the REST service.
+
+    Args:
+        settings: What to serve and how; ``None`` reads ``LRSEARCH_*`` from the
+            environment now. The storage is opened when the app starts (its
+            lifespan) and closed when it stops.
+
+    Returns:
+        The FastAPI app, with the API under ``/api/v1``, ``/healthz`` and
+        ``/metrics`` also at the root, and the docs at ``/docs``.
+    """
+    settings = settings if settings is not None else Settings()
+    app = FastAPI(
+        title="lrsearch",
+        version="0.1.0",
+        description=_DESCRIPTION,
+        lifespan=_lifespan,
+        generate_unique_id_function=_operation_id,
+        separate_input_output_schemas=False,
+    )
+    app.state.settings = settings
+    app.state.backend = None
+    app.state.known_tasks = frozenset()
+    app.state.importance_cache = ImportanceCache(settings.importance_cache_size)
+
+    def trial_counts() -> Mapping[str, int] | None:
+        backend: storage.Backend | None = app.state.backend
+        if backend is None:
+            return None
+        with backend.engine.connect() as conn:
+            return storage.trial_counts_by_state(conn)
+
+    metrics = Metrics(trial_counts)
+    app.state.metrics = metrics
+
+    # Each router carries the full /api/v1 prefix, so the route templates that
+    # label the metrics are the public paths.
+    for module in (studies, trials, results, keys, ops):
+        app.include_router(module.router)
+    # Probes and scrapers look at the root; same handlers, kept out of the docs.
+    for route in ops.router.routes:
+        if isinstance(route, APIRoute):
+            app.add_api_route(
+                route.path.removeprefix(API_PREFIX),
+                route.endpoint,
+                methods=sorted(route.methods or ()),
+                response_class=route.response_class,
+                name=f"root_{route.name}",
+                include_in_schema=False,
+            )
+
+    for exc_class in HANDLED:
+        app.add_exception_handler(exc_class, handle_error)
+    # Added last = outermost: ids and metrics cover the 413s too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+
+    def openapi() -> dict[str, Any]:
+        return build_openapi(app)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

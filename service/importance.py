@@ -1,0 +1,111 @@
+"""Parameter importance, computed with Optuna's evaluators and cached per study.
+
+Optuna ranks only the parameters every completed trial has (the intersection
+search space), so the schedule-specific parameters, which exist only for
+trials of their schedule, drop out by themselves once several schedules have
+completed trials. A result stays valid until more trials finish: the cache is
+keyed by study and the number of finished trials.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import optuna
+
+import storage
+from service.errors import ImportanceUnavailableError
+from service.settings import ImportanceEvaluator
+
+MIN_COMPLETE = 2
+
+
+@dataclass(frozen=True)
+class Importance:
+    """Normalised importances (largest first), and what the evaluator warned about."""
+
+    evaluator: str
+    n_complete: int
+    importances: dict[str, float]
+    notes: list[str]
+
+
+def _evaluator(name: ImportanceEvaluator) -> optuna.importance.BaseImportanceEvaluator:
+    if name == "fanova":
+        return optuna.importance.FanovaImportanceEvaluator(seed=0)
+    if name == "mean_decrease_impurity":
+        return optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=0)
+    return optuna.importance.PedAnovaImportanceEvaluator()
+
+
+def compute_importance(
+    backend: storage.Backend,
+    record: storage.StudyRecord,
+    *,
+    n_complete: int,
+    evaluator: ImportanceEvaluator,
+) -> Importance:
+    """Rank the study's parameters by importance for the objective.
+
+    Raises:
+        ImportanceUnavailableError: Fewer than two completed trials, or no
+            parameter that every completed trial shares.
+    """
+    if n_complete < MIN_COMPLETE:
+        raise ImportanceUnavailableError(
+            f"importance needs at least {MIN_COMPLETE} completed trials; "
+            f"study {record.name!r} has {n_complete}"
+        )
+    study = storage.load_optuna_study(backend, record)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            raw = optuna.importance.get_param_importances(study, evaluator=_evaluator(evaluator))
+        except (ValueError, RuntimeError) as exc:
+            # Optuna's way of saying the trials cannot be ranked (e.g. nothing in common).
+            raise ImportanceUnavailableError(f"importance cannot be computed yet: {exc}") from None
+    if not raw:
+        raise ImportanceUnavailableError(
+            "importance cannot be computed yet: the completed trials share no parameter"
+        )
+    ranked = sorted(
+        ((name, float(v) if math.isfinite(v) else 0.0) for name, v in raw.items()),
+        key=lambda item: -item[1],
+    )
+    notes = sorted({str(w.message) for w in caught})
+    return Importance(evaluator, n_complete, dict(ranked), notes)
+
+
+class ImportanceCache:
+    """Importances per study, valid while its number of finished trials is unchanged.
+
+    Thread-safe; keeps the ``size`` most recently used studies (0 disables it).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[int, tuple[int, Importance]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, study_id: int, n_finished: int) -> Importance | None:
+        """The cached result if it was computed at ``n_finished`` finished trials."""
+        with self._lock:
+            entry = self._entries.get(study_id)
+            if entry is None or entry[0] != n_finished:
+                return None
+            self._entries.move_to_end(study_id)
+            return entry[1]
+
+    def put(self, study_id: int, n_finished: int, result: Importance) -> None:
+        """Remember ``result`` for the study at ``n_finished`` finished trials."""
+        if self._size == 0:
+            return
+        with self._lock:
+            self._entries[study_id] = (n_finished, result)
+            self._entries.move_to_end(study_id)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)

@@ -1,0 +1,37 @@
+"""API keys of the caller's tenant (admin scope). Keys for other tenants: the CLI."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+import storage
+from service.deps import Admin, BackendDep
+from service.openapi import API_PREFIX, problems
+from service.schemas import KeyCreatedOut, KeyCreateIn, KeyOut, key_out
+
+router = APIRouter(prefix=f"{API_PREFIX}/keys", tags=["keys"])
+
+
+@router.post("", status_code=201, responses=problems(401, 403, 413, 422), summary="Create a key")
+def create_key(body: KeyCreateIn, principal: Admin, backend: BackendDep) -> KeyCreatedOut:
+    """A new key for the caller's tenant; the response is the only time it is shown."""
+    key, plain = storage.create_key(backend, scope=body.scope, tenant=principal.tenant)
+    return KeyCreatedOut(**key_out(key).model_dump(), key=plain)
+
+
+@router.get("", responses=problems(401, 403), summary="List keys")
+def list_keys(principal: Admin, backend: BackendDep) -> list[KeyOut]:
+    """The tenant's keys, revoked ones included (never their secrets)."""
+    return [key_out(k) for k in storage.list_keys(backend, tenant=principal.tenant)]
+
+
+@router.delete("/{key_id}", responses=problems(401, 403, 404), summary="Revoke a key")
+def revoke_key(
+    key_id: Annotated[str, Path(description="The id shown by the key list.")],
+    principal: Admin,
+    backend: BackendDep,
+) -> KeyOut:
+    """Revoke a key of the tenant for good; requests with it get 401 from now on."""
+    return key_out(storage.revoke_key(backend, key_id, tenant=principal.tenant))

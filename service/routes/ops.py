@@ -1,0 +1,32 @@
+"""Operations: health check (no key needed) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
+
+from service.deps import BackendDep
+from service.metrics import CONTENT_TYPE
+from service.openapi import API_PREFIX, problems
+from service.schemas import HealthOut
+
+router = APIRouter(prefix=API_PREFIX, tags=["operations"])
+
+
+@router.get("/healthz", responses=problems(503), summary="Liveness and database check")
+def healthz(backend: BackendDep) -> HealthOut:
+    """``ok`` when the database answers ``SELECT 1``; 503 otherwise."""
+    with backend.engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1")).scalar_one()
+    return HealthOut(status="ok", database="ok")
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    summary="Prometheus metrics",
+)
+def metrics(request: Request) -> Response:
+    """Requests and latency by route template, trials by state, in Prometheus text format."""
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

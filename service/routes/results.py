@@ -1,0 +1,69 @@
+"""What a study found: the best trial, the best schedules, parameter importance."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+import storage
+from service.deps import BackendDep, ImportanceCacheDep, ReadableStudy, SettingsDep
+from service.importance import compute_importance
+from service.openapi import API_PREFIX, problems
+from service.schemas import (
+    BestOut,
+    ImportanceOut,
+    SchedulesOut,
+    schedule_stats_out,
+    trial_out,
+)
+
+router = APIRouter(prefix=f"{API_PREFIX}/studies/{{name}}", tags=["results"])
+
+
+@router.get("/best", responses=problems(401, 403, 404), summary="The best trial")
+def get_best(record: ReadableStudy, backend: BackendDep) -> BestOut:
+    """The best completed trial by the study's direction; ``trial`` is null until one completes."""
+    with backend.engine.connect() as conn:
+        best = storage.best_trial(conn, record)
+    return BestOut(study=record.name, trial=trial_out(best) if best is not None else None)
+
+
+@router.get("/schedules", responses=problems(401, 403, 404), summary="Best trial per schedule")
+def get_schedules(record: ReadableStudy, backend: BackendDep) -> SchedulesOut:
+    """For each schedule type: its best trial, completed/pruned/failed counts, median value."""
+    with backend.engine.connect() as conn:
+        stats = storage.best_per_schedule(conn, record)
+    return SchedulesOut(study=record.name, items=[schedule_stats_out(s) for s in stats])
+
+
+@router.get("/importance", responses=problems(401, 403, 404, 409), summary="Parameter importance")
+def get_importance(
+    record: ReadableStudy,
+    backend: BackendDep,
+    settings: SettingsDep,
+    cache: ImportanceCacheDep,
+) -> ImportanceOut:
+    """How much each parameter mattered, by Optuna's importance evaluator.
+
+    Only parameters every completed trial has are ranked (the schedule's own
+    parameters exist only for that schedule). 409 until two trials complete.
+    The result is cached until more trials of the study finish.
+    """
+    with backend.engine.connect() as conn:
+        counts = storage.study_summary(conn, record).counts
+    n_finished = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]
+    result = cache.get(record.study_id, n_finished)
+    if result is None:
+        result = compute_importance(
+            backend,
+            record,
+            n_complete=counts["COMPLETE"],
+            evaluator=settings.importance_evaluator,
+        )
+        cache.put(record.study_id, n_finished, result)
+    return ImportanceOut(
+        study=record.name,
+        evaluator=result.evaluator,
+        n_complete=result.n_complete,
+        importances=result.importances,
+        notes=result.notes,
+    )

@@ -1,0 +1,81 @@
+"""A study's trials: enqueue a fixed configuration, list them, read one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+import storage
+from search_space import ConfigError, Problem, validate_fixed_params
+from service.deps import BackendDep, ReadableStudy, WritableStudy
+from service.openapi import API_PREFIX, problems
+from service.schemas import (
+    EnqueuedOut,
+    EnqueueIn,
+    TrialDetailOut,
+    TrialPage,
+    TrialStateName,
+    trial_detail_out,
+    trial_out,
+)
+
+router = APIRouter(prefix=f"{API_PREFIX}/studies/{{name}}/trials", tags=["trials"])
+
+
+@router.post(
+    "",
+    status_code=202,
+    responses=problems(401, 403, 404, 409, 413, 422),
+    summary="Enqueue a fixed configuration",
+)
+def enqueue_trial(body: EnqueueIn, record: WritableStudy, backend: BackendDep) -> EnqueuedOut:
+    """Queue a configuration (e.g. your current schedule, as a baseline) ahead of sampled ones.
+
+    It is checked against the study's search space (422 listing every bad
+    parameter) and counts toward the budget (409 when the budget is taken).
+    """
+    try:
+        config = validate_fixed_params(record.definition, body.params)
+    except ConfigError as exc:
+        # Paths relative to the request body, like every other validation error.
+        raise ConfigError([Problem(("params", *p.loc), p.msg) for p in exc.problems]) from None
+    if record.state == "cancelled":
+        raise storage.InvalidStateError(f"study {record.name!r} is cancelled")
+    # The validated values, typed (e.g. 5.0 -> 5 for an integer parameter).
+    params = {k: v for k, v in config.to_params().items() if k in body.params}
+    study = storage.load_optuna_study(backend, record)
+    storage.enqueue_fixed(backend, study, record, params)
+    return EnqueuedOut(study=record.name, params=params)
+
+
+@router.get("", responses=problems(401, 403, 404, 422), summary="List trials")
+def get_trials(
+    record: ReadableStudy,
+    backend: BackendDep,
+    state: Annotated[
+        list[TrialStateName] | None, Query(description="Only these states (repeatable).")
+    ] = None,
+    order: Annotated[
+        Literal["number", "value"],
+        Query(description="`number`, or `value`: best first by the study's direction."),
+    ] = "number",
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=storage.MAX_PAGE_SIZE)] = 50,
+) -> TrialPage:
+    """A page of the study's trials, filtered by state and ordered by number or value."""
+    with backend.engine.connect() as conn:
+        rows, next_cursor = storage.list_trials(
+            conn, record, states=state or None, order=order, cursor=cursor, limit=limit
+        )
+    return TrialPage(items=[trial_out(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{number}", responses=problems(401, 403, 404, 422), summary="One trial in full")
+def get_trial(
+    record: ReadableStudy,
+    backend: BackendDep,
+    number: Annotated[int, Path(ge=0, le=2**31 - 1)],
+) -> TrialDetailOut:
+    """Params, learning curve (intermediate values), ``lr_curve``, metrics, error, worker."""
+    return trial_detail_out(storage.trial_detail(backend, record, number))

@@ -1,0 +1,292 @@
+"""Request and response bodies of the REST API, and conversions from storage types."""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from search_space import StudyDefinition
+from storage import ApiKey, ScheduleStats, StudyRecord, StudySummary, TrialDetail, TrialRow
+
+TrialStateName = Literal["RUNNING", "WAITING", "COMPLETE", "PRUNED", "FAIL"]
+StudyStateName = Literal["running", "paused", "cancelled", "finished"]
+
+EXAMPLE_DEFINITION: dict[str, Any] = {
+    "name": "digits-schedules",
+    "task": "digits-mlp",
+    "objective": {"metric": "val_accuracy", "direction": "maximize"},
+    "budget": {"n_trials": 60, "max_epochs": 20},
+    "sampler": {"type": "tpe", "seed": 0},
+    "pruner": {"type": "hyperband", "min_epochs": 1},
+    "search_space": {
+        "schedules": ["step", "exponential", "cosine", "plateau", "cyclic", "warmup"],
+        "warmup_epochs": {"low": 0, "high": 5},
+        "learning_rate": {"low": 1.0e-4, "high": 1.0, "log": True},
+        "batch_size": [32, 64, 128, 256],
+        "dropout": {"low": 0.0, "high": 0.5},
+        "weight_init": ["xavier_uniform", "kaiming_normal", "orthogonal", "default"],
+    },
+}
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class FieldProblem(_Out):
+    loc: list[str | int] = Field(description="Path of the offending field.")
+    msg: str
+
+
+class ProblemDetails(_Out):
+    """An RFC 9457 problem; validation problems add ``errors``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+class TrialOut(_Out):
+    number: int
+    state: TrialStateName
+    value: float | None
+    schedule: str | None
+    learning_rate: float | None
+    batch_size: int | None
+    dropout: float | None
+    weight_init: str | None
+    warmup_epochs: int | None
+    epochs_run: int
+    duration_s: float | None
+    worker: str | None
+    device: str | None
+    error: str | None
+    retry_of: int | None
+    params: dict[str, Any]
+
+
+class TrialDetailOut(TrialOut):
+    intermediate_values: dict[int, float | None] = Field(
+        description="The objective after each epoch (the learning curve); null where not finite."
+    )
+    lr_curve: list[float | None] = Field(description="Learning rate used in each epoch.")
+    metrics: list[dict[str, Any]]
+    user_attrs: dict[str, Any]
+    datetime_start: str | None
+    datetime_complete: str | None
+
+
+class TrialPage(_Out):
+    items: list[TrialOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class StudyBrief(_Out):
+    name: str
+    task: str
+    state: Literal["running", "paused", "cancelled"] = Field(
+        description="Control state; GET /studies/{name} also tells whether it finished."
+    )
+    direction: str
+    n_trials: int
+    max_epochs: int
+    created_at: datetime.datetime
+
+
+class StudyPage(_Out):
+    items: list[StudyBrief]
+    next_cursor: str | None
+
+
+class StudyOut(_Out):
+    name: str
+    task: str
+    state: StudyStateName
+    control_state: Literal["running", "paused", "cancelled"]
+    direction: str
+    metric: str
+    n_trials: int = Field(description="The trial budget.")
+    max_epochs: int
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    counts: dict[TrialStateName, int] = Field(description="Trials per state.")
+    finished: int = Field(description="Finished trials that count toward the budget.")
+    best: TrialOut | None
+    epochs_spent: int
+    epochs_saved: int = Field(description="Epochs not trained thanks to pruning.")
+    definition: StudyDefinition
+
+
+class EnqueueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Any] = Field(
+        description="A configuration in Optuna parameter names, e.g. `step.gamma`.",
+        examples=[
+            {
+                "schedule": "step",
+                "learning_rate": 0.1,
+                "batch_size": 64,
+                "dropout": 0.1,
+                "weight_init": "default",
+                "warmup_epochs": 0,
+                "step.step_size": 5,
+                "step.gamma": 0.5,
+            }
+        ],
+    )
+
+
+class EnqueuedOut(_Out):
+    study: str
+    params: dict[str, Any]
+
+
+class BestOut(_Out):
+    study: str
+    trial: TrialOut | None = Field(description="Null until a trial completes.")
+
+
+class ScheduleStatsOut(_Out):
+    schedule: str
+    best: TrialOut | None
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    median_value: float | None
+
+
+class SchedulesOut(_Out):
+    study: str
+    items: list[ScheduleStatsOut] = Field(description="Best schedule first.")
+
+
+class ImportanceOut(_Out):
+    study: str
+    evaluator: str
+    n_complete: int = Field(description="Completed trials the importances are based on.")
+    importances: dict[str, float] = Field(description="Normalised importances, largest first.")
+    notes: list[str] = Field(description="Caveats reported by the evaluator.")
+
+
+class HealthOut(_Out):
+    status: Literal["ok"]
+    database: Literal["ok"]
+
+
+class KeyCreateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Literal["read", "submit", "admin"]
+
+
+class KeyOut(_Out):
+    key_id: str
+    scope: Literal["read", "submit", "admin"]
+    tenant: str
+    created_at: datetime.datetime
+    revoked: bool
+
+
+class KeyCreatedOut(KeyOut):
+    key: str = Field(description="The key itself; shown only this once.")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats (anywhere inside) replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _time(epoch_s: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(epoch_s, tz=datetime.UTC)
+
+
+def trial_out(row: TrialRow) -> TrialOut:
+    """The API view of a trial row."""
+    fields = {name: getattr(row, name) for name in TrialOut.model_fields}
+    return TrialOut.model_validate(_finite(fields))
+
+
+def trial_detail_out(detail: TrialDetail) -> TrialDetailOut:
+    """The API view of one trial in full."""
+    fields: dict[str, Any] = {name: getattr(detail.row, name) for name in TrialOut.model_fields}
+    fields.update(
+        intermediate_values=detail.intermediate_values,
+        lr_curve=detail.lr_curve,
+        metrics=detail.metrics,
+        user_attrs=detail.user_attrs,
+        datetime_start=detail.datetime_start,
+        datetime_complete=detail.datetime_complete,
+    )
+    return TrialDetailOut.model_validate(_finite(fields))
+
+
+def study_brief(record: StudyRecord) -> StudyBrief:
+    """The list view of a study."""
+    return StudyBrief(
+        name=record.name,
+        task=record.task,
+        state=record.state,
+        direction=record.direction,
+        n_trials=record.n_trials,
+        max_epochs=record.max_epochs,
+        created_at=_time(record.created_at),
+    )
+
+
+def study_out(record: StudyRecord, summary: StudySummary) -> StudyOut:
+    """The full view of a study: its definition and where it stands."""
+    return StudyOut(
+        name=record.name,
+        task=record.task,
+        state="finished" if summary.done else record.state,
+        control_state=record.state,
+        direction=record.direction,
+        metric=record.definition.objective.metric,
+        n_trials=record.n_trials,
+        max_epochs=record.max_epochs,
+        created_at=_time(record.created_at),
+        updated_at=_time(record.updated_at),
+        counts=summary.counts,
+        finished=summary.finished,
+        best=trial_out(summary.best) if summary.best is not None else None,
+        epochs_spent=summary.epochs_spent,
+        epochs_saved=summary.epochs_saved,
+        definition=record.definition,
+    )
+
+
+def schedule_stats_out(stats: ScheduleStats) -> ScheduleStatsOut:
+    """The API view of one schedule's results."""
+    return ScheduleStatsOut(
+        schedule=stats.schedule,
+        best=trial_out(stats.best) if stats.best is not None else None,
+        n_complete=stats.n_complete,
+        n_pruned=stats.n_pruned,
+        n_failed=stats.n_failed,
+        median_value=_finite(stats.median_value),
+    )
+
+
+def key_out(key: ApiKey) -> KeyOut:
+    """The API view of a stored key (never its secret)."""
+    return KeyOut(
+        key_id=key.key_id,
+        scope=key.scope,
+        tenant=key.tenant,
+        created_at=_time(key.created_at),
+        revoked=key.revoked,
+    )

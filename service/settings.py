@@ -1,0 +1,39 @@
+"""The service's settings, read from ``LRSEARCH_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ImportanceEvaluator = Literal["fanova", "ped_anova", "mean_decrease_impurity"]
+
+
+class Settings(BaseSettings):
+    """Everything the REST service can be told, by keyword or by environment variable.
+
+    Each field ``x`` is read from ``LRSEARCH_X`` (``storage`` from
+    ``LRSEARCH_STORAGE``); other ``LRSEARCH_*`` variables are ignored here.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LRSEARCH_", extra="ignore", frozen=True)
+
+    storage: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the shared storage; unset means sqlite:///lrsearch.db.",
+    )
+    auth_disabled: bool = Field(
+        default=False,
+        description="Serve without API keys: every caller is admin of the default tenant.",
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1, description="Largest request body accepted (413 above)."
+    )
+    pool_size: int = Field(default=5, ge=1, le=100, description="Database connections kept.")
+    importance_evaluator: ImportanceEvaluator = Field(
+        default="fanova", description="Optuna's parameter-importance evaluator."
+    )
+    importance_cache_size: int = Field(
+        default=64, ge=0, description="Studies whose importances are kept in memory."
+    )
