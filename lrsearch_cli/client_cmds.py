@@ -80,7 +80,7 @@ def serve_demo(*, url: str, study: str, host: str, port: int) -> None:
         backend.dispose()
     settings = Settings(storage=url, auth_disabled=False)
     base = f"http://{host}:{port}"
-    typer.echo(f"\ndashboard:      {base}/#/studies/{study}")
+    typer.echo(f"\ndashboard:      {base}/#/study/{study}")
     typer.echo(f"read key:       {read_key}")
     typer.echo(f"best schedules: {base}{API_PREFIX}/studies/{study}/schedules")
     typer.echo(f"API docs:       {base}/docs   (Ctrl-C stops the service)")

@@ -28,24 +28,101 @@ def register(app: typer.Typer) -> None:
 
 
 def worker(
-    study: Annotated[str | None, typer.Option(help="Serve only this study.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    study: Annotated[
+        str | None, typer.Option(help="Serve only this study.", envvar="LRSEARCH_STUDY")
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda or cuda:N.", envvar="LRSEARCH_DEVICE")
+    ] = "auto",
     max_trials: Annotated[int | None, typer.Option(help="Exit after this many trials.")] = None,
     idle_exit: Annotated[
         float | None, typer.Option(help="Exit after this many seconds without work.")
     ] = None,
-    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast on CUDA.")] = False,
+    bf16: Annotated[
+        bool, typer.Option(help="bfloat16 autocast on CUDA.", envvar="LRSEARCH_BF16")
+    ] = False,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="Start one supervised worker process per GPU: 'all' or e.g. 0,1. "
+            "With --device cpu the processes train on CPU (testing without GPUs).",
+            envvar="LRSEARCH_GPUS",
+        ),
+    ] = None,
+    trials_per_gpu: Annotated[
+        int,
+        typer.Option(
+            min=1, help="With --gpus: worker processes per GPU.", envvar="LRSEARCH_TRIALS_PER_GPU"
+        ),
+    ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Pull trials from the shared storage (LRSEARCH_STORAGE) and train them."""
     _setup_logging(verbose)
+    if gpus:
+        _supervise(gpus, trials_per_gpu, device, study, max_trials, idle_exit, bf16, verbose)
+        return
+    import storage
+    from workers import DeviceError
     from workers.loop import WorkerOptions, run_worker
 
     options = WorkerOptions(
         study=study, device=device, max_trials=max_trials, idle_exit=idle_exit, bf16=bf16
     )
-    stats = run_worker(options, on_trial=_print_outcome)
+    try:
+        stats = run_worker(options, on_trial=_print_outcome)
+    except (DeviceError, storage.StudyNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"worker done: {stats.trials} trials {stats.by_state}", err=True)
+
+
+def _supervise(
+    gpus: str,
+    trials_per_gpu: int,
+    device: str,
+    study: str | None,
+    max_trials: int | None,
+    idle_exit: float | None,
+    bf16: bool,
+    verbose: bool,
+) -> None:
+    """``worker --gpus``: one ``lrsearch worker`` child per GPU slot, pinned and supervised."""
+    import torch
+
+    from workers import DeviceError
+    from workers.loop import WorkerOptions
+    from workers.supervisor import Supervisor, parse_gpus
+
+    if device not in ("auto", "cuda", "cpu"):
+        typer.echo(
+            f"error: --gpus pins each worker process to one GPU (cuda:0 inside it); "
+            f"use --device auto, cuda or cpu, not {device!r}",
+            err=True,
+        )
+        raise typer.Exit(2)
+    on_cpu = device == "cpu"
+    try:
+        ids = parse_gpus(gpus, device_count=torch.cuda.device_count(), check=not on_cpu)
+    except DeviceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    child = [sys.executable, "-m", "lrsearch_cli.main", "worker"]
+    child += ["--device", "cpu" if on_cpu else "cuda:0"]
+    if study is not None:
+        child += ["--study", study]
+    if max_trials is not None:
+        child += ["--max-trials", str(max_trials)]
+    if idle_exit is not None:
+        child += ["--idle-exit", str(idle_exit)]
+    if bf16:
+        child.append("--bf16")
+    if verbose:
+        child.append("--verbose")
+    # The children stop within their own stop timeout; allow them that and some.
+    stop_timeout = WorkerOptions().stop_timeout_s + 15.0
+    code = Supervisor(ids, child, trials_per_gpu=trials_per_gpu, stop_timeout_s=stop_timeout).run()
+    raise typer.Exit(code)
 
 
 def _print_outcome(outcome: Any, *, budget: int | None = None, done: int | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
@@ -18,7 +19,7 @@ from service.importance import ImportanceCache
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.openapi import API_PREFIX, build_openapi
-from service.routes import keys, ops, results, studies, trials
+from service.routes import curves, dashboard, keys, ops, results, studies, trials
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,38 @@ def registered_tasks() -> frozenset[str]:
     return frozenset(ep.name for ep in entry_points(group=TASK_ENTRY_POINTS))
 
 
+class _StaleSweeper:
+    """Fails and retries trials whose worker died, even when no worker is left to notice.
+
+    Workers sweep the studies they serve; this covers studies all of whose
+    workers are gone. Once per grace period, on a daemon thread.
+    """
+
+    def __init__(self, backend: storage.Backend, grace_s: float) -> None:
+        self._backend = backend
+        self._grace_s = grace_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stale-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._grace_s):
+            try:
+                failed = storage.sweep_stale_trials(self._backend, grace_s=self._grace_s)
+            except Exception:
+                # A database outage must not kill the sweeper; it tries again next period.
+                log.warning("stale-trial sweep failed", exc_info=True)
+                continue
+            for study, numbers in failed.items():
+                log.warning("study %s: stale trials %s failed and retried", study, numbers)
+
+
 def _operation_id(route: APIRoute) -> str:
     return route.name
 
@@ -59,9 +92,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.backend = backend
     app.state.known_tasks = registered_tasks()
     log.info("lrsearch service on %s storage", backend.dialect)
+    sweeper = _StaleSweeper(backend, storage.grace_s_from_env())
+    sweeper.start()
     try:
         yield
     finally:
+        sweeper.stop()
         app.state.backend = None
         await run_in_threadpool(backend.dispose)
 
@@ -104,8 +140,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Each router carries the full /api/v1 prefix, so the route templates that
     # label the metrics are the public paths.
-    for module in (studies, trials, results, keys, ops):
+    for module in (studies, trials, results, curves, keys, ops):
         app.include_router(module.router)
+    app.include_router(dashboard.router)  # "/" and /static/*, hidden from the API docs
     # Probes and scrapers look at the root; same handlers, kept out of the docs.
     for route in ops.router.routes:
         if isinstance(route, APIRoute):

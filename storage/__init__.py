@@ -1,6 +1,15 @@
 """Everything that touches the database: engines, our tables, Optuna storage, queries."""
 
 from storage._curves import MAX_CURVES, curves, trial_detail
+from storage._dashboard_queries import (
+    MAX_IMPORTANCE_TRIALS,
+    MAX_SCATTER_POINTS,
+    ScatterSample,
+    importance_sample,
+    recent_trials,
+    scatter_sample,
+    trials_by_number,
+)
 from storage._engine import DEFAULT_URL, Backend, is_sqlite, make_engine, open_backend, resolve_url
 from storage._errors import (
     BudgetExhaustedError,
@@ -56,15 +65,19 @@ from storage._trials import (
     fail_stale_trials,
     finish_trial,
     give_back,
+    grace_s_from_env,
     heartbeat,
     record_result,
+    sweep_stale_trials,
 )
 
 __all__ = [
     "DEFAULT_TENANT",
     "DEFAULT_URL",
     "MAX_CURVES",
+    "MAX_IMPORTANCE_TRIALS",
     "MAX_PAGE_SIZE",
+    "MAX_SCATTER_POINTS",
     "SCOPES",
     "ApiKey",
     "Backend",
@@ -73,6 +86,7 @@ __all__ = [
     "InvalidCursorError",
     "InvalidStateError",
     "KeyNotFoundError",
+    "ScatterSample",
     "ScheduleStats",
     "Scope",
     "StorageError",
@@ -100,7 +114,9 @@ __all__ = [
     "get_study",
     "get_study_conn",
     "give_back",
+    "grace_s_from_env",
     "heartbeat",
+    "importance_sample",
     "is_sqlite",
     "list_keys",
     "list_studies",
@@ -108,13 +124,17 @@ __all__ = [
     "load_optuna_study",
     "make_engine",
     "open_backend",
+    "recent_trials",
     "record_result",
     "resolve_url",
     "revoke_key",
+    "scatter_sample",
     "scope_allows",
     "study_summary",
+    "sweep_stale_trials",
     "top_trials_per_schedule",
     "trial_counts_by_state",
     "trial_detail",
+    "trials_by_number",
     "verify_key",
 ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,22 +33,40 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def _engine_kwargs(url: str, pool_size: int) -> dict[str, Any]:
+def default_application_name() -> str:
+    """The name our PostgreSQL sessions show in ``pg_stat_activity``: ``lrsearch:<pid>``."""
+    return f"lrsearch:{os.getpid()}"
+
+
+def _engine_kwargs(url: str, pool_size: int, application_name: str | None) -> dict[str, Any]:
     if is_sqlite(url):
         # Several processes share one file: wait for locks instead of failing at once.
         return {"connect_args": {"timeout": 60}}
     return {
         "pool_size": pool_size,
         "max_overflow": pool_size,
+        # A restarted server leaves dead sockets in the pool; test each on checkout.
         "pool_pre_ping": True,
         "pool_recycle": 1800,
-        "connect_args": {"connect_timeout": 10},
+        "connect_args": {
+            "connect_timeout": 10,
+            # Lets operators (and tests) see whose sessions these are, and that
+            # none is left behind once the process has gone.
+            "application_name": application_name or default_application_name(),
+        },
     }
 
 
-def make_engine(url: str, *, pool_size: int = 2) -> Engine:
-    """An engine for our own tables, sized for one worker or one service process."""
-    engine = sa.create_engine(url, **_engine_kwargs(url, pool_size))
+def make_engine(url: str, *, pool_size: int = 2, application_name: str | None = None) -> Engine:
+    """An engine for our own tables, sized for one worker or one service process.
+
+    Args:
+        url: SQLAlchemy URL.
+        pool_size: Connections kept open; as many again may be opened at peaks.
+        application_name: PostgreSQL ``application_name`` of every session
+            (default ``lrsearch:<pid>``); ignored for SQLite.
+    """
+    engine = sa.create_engine(url, **_engine_kwargs(url, pool_size, application_name))
     if is_sqlite(url):
 
         @sa.event.listens_for(engine, "connect")
@@ -79,21 +98,62 @@ class Backend:
         self.optuna_storage.engine.dispose()
 
 
-def open_backend(url: str | None = None, *, pool_size: int = 2) -> Backend:
-    """Connect to the storage, creating Optuna's schema and our tables if missing."""
+def open_backend(
+    url: str | None = None, *, pool_size: int = 2, application_name: str | None = None
+) -> Backend:
+    """Connect to the storage, creating Optuna's schema and our tables if missing.
+
+    On PostgreSQL the schema is created under a session advisory lock, so that
+    many processes starting at once against an empty database do not race on
+    ``CREATE TABLE`` (which fails with a unique violation in the catalog).
+
+    Args:
+        url: SQLAlchemy URL; default :func:`resolve_url`.
+        pool_size: Per engine (ours and Optuna's); see :func:`make_engine`.
+        application_name: PostgreSQL ``application_name`` of both engines' sessions.
+    """
     url = resolve_url(url)
-    engine = make_engine(url, pool_size=pool_size)
-    with warnings.catch_warnings():
-        # Optuna warns about its own experimental arguments; we pass none, but
-        # older versions warn on engine kwargs for SQLite.
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna_storage = optuna.storages.RDBStorage(
-            url, engine_kwargs=_engine_kwargs(url, pool_size)
-        )
-    if is_sqlite(url):
-        sa.event.listen(optuna_storage.engine, "connect", _sqlite_busy_timeout)
-    metadata.create_all(engine)
+    engine = make_engine(url, pool_size=pool_size, application_name=application_name)
+    try:
+        with _schema_lock(engine):
+            with warnings.catch_warnings():
+                # Optuna warns about its own experimental arguments; we pass none, but
+                # older versions warn on engine kwargs for SQLite.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna_storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=_engine_kwargs(url, pool_size, application_name)
+                )
+            try:
+                if is_sqlite(url):
+                    sa.event.listen(optuna_storage.engine, "connect", _sqlite_busy_timeout)
+                metadata.create_all(engine)
+            except BaseException:
+                optuna_storage.engine.dispose()
+                raise
+    except BaseException:
+        # A half-opened backend must not keep connections (the caller retries).
+        engine.dispose()
+        raise
     return Backend(url=url, engine=engine, optuna_storage=optuna_storage)
+
+
+# Advisory-lock key (namespace "LR", id 0) of schema creation; study locks use
+# ids >= 1 (Optuna's study ids) in the same namespace.
+_SCHEMA_LOCK = {"ns": 0x4C52, "key": 0}
+
+
+@contextlib.contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        # Session-level, not transaction-level: the DDL runs on other connections.
+        conn.execute(sa.text("SELECT pg_advisory_lock(:ns, :key)"), _SCHEMA_LOCK)
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"), _SCHEMA_LOCK)
 
 
 def _sqlite_busy_timeout(dbapi_conn: Any, _record: Any) -> None:

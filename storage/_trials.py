@@ -1,17 +1,34 @@
 """The trial life cycle in shared storage: claim, heartbeat, finish, stale, retry.
 
 Budget rule: a study ends with exactly ``n_trials`` finished trials, counting
-COMPLETE + PRUNED + FAIL, except FAIL trials that a retry repeats. Every trial
-that counts toward the budget is created under the study lock, so any number
-of workers on any number of hosts agree on what is left.
+COMPLETE + PRUNED + FAIL, except FAIL trials that a retry repeats (a trial whose
+user attr ``retry_of`` names them). Every trial that counts toward the budget
+is created under the study lock, so any number of workers on any number of
+hosts agree on what is left.
+
+Every change of a trial's state (claim, finish, give back, stale) also happens
+under the study lock, and each one that ends a trial deletes its row in
+``lrsearch_trial_runs`` in the same locked transaction. Hence, for anyone
+holding the lock:
+
+- a RUNNING trial with a run row belongs to a worker that claimed it; its
+  ``heartbeat_at`` (database clock) says whether that worker is alive;
+- a RUNNING trial without a run row was asked from Optuna by a claim that died
+  before committing (killed process, lost connection): nobody runs it;
+- a finished trial without a summary row, or with a run row left over, was
+  ended by a process that died between Optuna's commit and ours.
+
+:func:`fail_stale_trials` repairs all three; the last by backfilling.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,23 +42,30 @@ from storage._clock import db_now, now_expr
 from storage._engine import Backend
 from storage._errors import BudgetExhaustedError
 from storage._lock import study_lock
-from storage._studies import StudyRecord, get_study_conn
+from storage._studies import StudyRecord, get_study, get_study_conn, list_studies
 from storage._tables import trial_results, trial_runs
 
 log = logging.getLogger(__name__)
+
+DEFAULT_GRACE_S = 60.0
 
 _optuna_trials = sa.table(
     "trials",
     sa.column("trial_id", sa.Integer),
     sa.column("number", sa.Integer),
     sa.column("study_id", sa.Integer),
-    # Optuna stores the state as a native enum on PostgreSQL; comparing it with a
-    # VARCHAR parameter fails there, so declare the same enum type.
-    sa.column(
-        "state",
-        sa.Enum("RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING", name="trialstate"),
-    ),
+    sa.column("state", sa.String),
 )
+_optuna_user_attrs = sa.table(
+    "trial_user_attributes",
+    sa.column("trial_id", sa.Integer),
+    sa.column("key", sa.String),
+    sa.column("value_json", sa.Text),
+)
+# Optuna's state column is a native enum on PostgreSQL, which does not compare
+# with a VARCHAR parameter: compare its text.
+_state = sa.cast(_optuna_trials.c.state, sa.String)
+_FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
 @dataclass(frozen=True)
@@ -70,17 +94,29 @@ class BudgetCounts:
 
 
 def budget_counts(conn: Connection, record: StudyRecord) -> BudgetCounts:
-    """Count the study's trials by state with two small aggregate queries."""
+    """Count the study's trials by state with two small aggregate queries.
+
+    Both read Optuna's tables only: ``retried`` counts the distinct ``retry_of``
+    user attrs, which Optuna writes in the same transaction that creates the
+    retry. (Our summary rows may lag behind by a crash; the budget must not.)
+    """
     rows = conn.execute(
-        sa.select(_optuna_trials.c.state, sa.func.count())
+        sa.select(_state, sa.func.count())
         .where(_optuna_trials.c.study_id == record.study_id)
-        .group_by(_optuna_trials.c.state)
+        .group_by(_state)
     ).all()
     by_state = {str(s): int(n) for s, n in rows}
     retried = conn.execute(
-        sa.select(sa.func.count())
-        .select_from(trial_results)
-        .where(trial_results.c.study_id == record.study_id, trial_results.c.retried.is_(True))
+        sa.select(sa.func.count(sa.distinct(_optuna_user_attrs.c.value_json)))
+        .select_from(
+            _optuna_user_attrs.join(
+                _optuna_trials, _optuna_trials.c.trial_id == _optuna_user_attrs.c.trial_id
+            )
+        )
+        .where(
+            _optuna_trials.c.study_id == record.study_id,
+            _optuna_user_attrs.c.key == "retry_of",
+        )
     ).scalar_one()
     return BudgetCounts(
         n_trials=record.n_trials,
@@ -88,7 +124,7 @@ def budget_counts(conn: Connection, record: StudyRecord) -> BudgetCounts:
         retried=int(retried),
         waiting=by_state.get("WAITING", 0),
         running=by_state.get("RUNNING", 0),
-        finished=sum(by_state.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL")),
+        finished=sum(by_state.get(s, 0) for s in _FINISHED),
     )
 
 
@@ -99,6 +135,7 @@ def claim_trial(
 
     Waiting trials (enqueued baselines, retries) come first; they were counted
     when they were enqueued. Returns ``None`` when there is nothing to run.
+    Sets the trial's ``worker`` and ``device`` user attrs.
     """
     with study_lock(backend, study._study_id) as conn:
         record = get_study_conn(conn, study.study_name)
@@ -125,20 +162,28 @@ def claim_trial(
                 heartbeat_at=now,
             )
         )
-    trial.set_user_attr("worker", worker)
-    if device is not None:
-        trial.set_user_attr("device", device)
+        # Inside the lock: if this fails, the run row is rolled back and the
+        # trial is an orphan that the next sweep retries at once.
+        trial.set_user_attr("worker", worker)
+        if device is not None:
+            trial.set_user_attr("device", device)
     return trial
 
 
-def heartbeat(backend: Backend, trial_id: int) -> None:
-    """Tell everyone the trial's worker is alive."""
+def heartbeat(backend: Backend, trial_id: int) -> bool:
+    """Tell everyone the trial's worker is alive.
+
+    Returns:
+        ``False`` when the trial has no run row any more: it was ended by someone
+        else (failed as stale, given back), and its worker should abandon it.
+    """
     with backend.engine.begin() as conn:
-        conn.execute(
+        result = conn.execute(
             trial_runs.update()
             .where(trial_runs.c.trial_id == trial_id)
             .values(heartbeat_at=now_expr(backend.dialect))
         )
+        return bool(result.rowcount)
 
 
 def _num(value: Any) -> float | None:
@@ -148,12 +193,37 @@ def _num(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def record_result(conn: Connection, frozen: FrozenTrial, *, retried: bool = False) -> None:
-    """Write the summary row of a finished trial (idempotent)."""
+def _is_retried(conn: Connection, study_id: int, number: int) -> bool:
+    """Whether some trial of the study is a retry of trial ``number``."""
+    found = conn.execute(
+        sa.select(_optuna_user_attrs.c.trial_id)
+        .join(_optuna_trials, _optuna_trials.c.trial_id == _optuna_user_attrs.c.trial_id)
+        .where(
+            _optuna_trials.c.study_id == study_id,
+            _optuna_user_attrs.c.key == "retry_of",
+            _optuna_user_attrs.c.value_json == json.dumps(number),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def record_result(conn: Connection, frozen: FrozenTrial, *, retried: bool | None = None) -> None:
+    """Write the summary row of a finished trial (idempotent) and drop its run row.
+
+    Args:
+        conn: A connection holding the study lock (two writers of the same row
+            would otherwise race between the existence check and the insert).
+        frozen: The finished trial as Optuna stores it.
+        retried: Whether a retry repeats this trial; ``None`` looks it up.
+    """
     run = conn.execute(
         sa.select(trial_runs).where(trial_runs.c.trial_id == frozen._trial_id)
     ).first()
     runm = run._mapping if run is not None else {}
+    study_id = int(runm["study_id"]) if runm else _study_id_of(conn, frozen._trial_id)
+    if retried is None:
+        retried = frozen.state == TrialState.FAIL and _is_retried(conn, study_id, frozen.number)
     params = frozen.params
     now = db_now(conn)
     started = runm.get("started_at")
@@ -162,7 +232,7 @@ def record_result(conn: Connection, frozen: FrozenTrial, *, retried: bool = Fals
         epochs = len(frozen.intermediate_values)
     row = {
         "trial_id": frozen._trial_id,
-        "study_id": int(runm["study_id"]) if runm else _study_id_of(conn, frozen._trial_id),
+        "study_id": study_id,
         "number": frozen.number,
         "state": frozen.state.name,
         "value": _num(frozen.value) if frozen.values else None,
@@ -204,6 +274,15 @@ def _study_id_of(conn: Connection, trial_id: int) -> int:
     )
 
 
+def _has_run_row(conn: Connection, trial_id: int) -> bool:
+    return (
+        conn.execute(
+            sa.select(trial_runs.c.trial_id).where(trial_runs.c.trial_id == trial_id)
+        ).first()
+        is not None
+    )
+
+
 def finish_trial(
     backend: Backend,
     study: optuna.Study,
@@ -212,15 +291,33 @@ def finish_trial(
     state: TrialState,
     value: float | None = None,
     user_attrs: Mapping[str, Any] | None = None,
-) -> FrozenTrial:
-    """Set final user attrs, tell Optuna, and write the summary row."""
-    for key, val in (user_attrs or {}).items():
-        trial.set_user_attr(key, val)
+) -> FrozenTrial | None:
+    """Set final user attrs, tell Optuna, and write the summary row, under the study lock.
+
+    Safe to call again after a database error: a tell that was committed but
+    not acknowledged is recognised by the run row that is still there.
+
+    Returns:
+        The finished trial, or ``None`` when someone else had already ended it
+        (failed as stale, given back): then nothing of this outcome is recorded.
+    """
+    attrs = dict(user_attrs or {})
     values = None if value is None or state != TrialState.COMPLETE else value
-    frozen = study.tell(trial, values, state=state, skip_if_finished=True)
-    with backend.engine.begin() as conn:
-        record_result(conn, backend.optuna_storage.get_trial(frozen._trial_id))
-    return frozen
+    optuna_storage = backend.optuna_storage
+    with study_lock(backend, study._study_id) as conn:
+        try:
+            for key, val in attrs.items():
+                trial.set_user_attr(key, val)
+            study.tell(trial, values, state=state, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # ended meanwhile: by us (unacknowledged commit) or by a sweep; see below
+        frozen = optuna_storage.get_trial(trial._trial_id)
+        if _has_run_row(conn, trial._trial_id):
+            # Nobody else ended it (they would have deleted the run row with the
+            # lock held), so this state is ours, or a crashed sweep's; record it.
+            record_result(conn, frozen)
+        ours = frozen.state == state and frozen.user_attrs.get("error") == attrs.get("error")
+        return frozen if ours else None
 
 
 def give_back(
@@ -249,19 +346,23 @@ def _fail_and_retry(
     reason: str,
     max_retries: int,
 ) -> bool:
-    storage = backend.optuna_storage
+    optuna_storage = backend.optuna_storage
     try:
-        storage.set_trial_user_attr(trial_id, "error", reason)
-        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+        if optuna_storage.get_trial(trial_id).state != TrialState.RUNNING:
+            return False
+        optuna_storage.set_trial_user_attr(trial_id, "error", reason)
+        if not optuna_storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
-    failed = storage.get_trial(trial_id)
+    failed = optuna_storage.get_trial(trial_id)
     attempt = int(failed.user_attrs.get("attempt", 0))
-    will_retry = attempt < max_retries and bool(failed.params)
+    # A trial killed before its parameters were sampled is retried too (with
+    # none fixed): it was claimed from the budget, so its retry takes its place.
+    will_retry = attempt < max_retries
     if will_retry:
         study.enqueue_trial(
-            failed.params, user_attrs={"retry_of": failed.number, "attempt": attempt + 1}
+            dict(failed.params), user_attrs={"retry_of": failed.number, "attempt": attempt + 1}
         )
     record_result(conn, failed, retried=will_retry)
     if not will_retry:
@@ -273,48 +374,167 @@ def _fail_and_retry(
     return True
 
 
-def fail_stale_trials(
-    backend: Backend, study: optuna.Study, record: StudyRecord, *, grace_s: float
-) -> list[int]:
-    """Fail every running trial whose heartbeat is older than ``grace_s``; retry them.
-
-    Also backfills summary rows of trials that finished in Optuna but whose
-    worker died before writing the row. Returns the numbers of the failed trials.
-    """
+def _stale_trials(
+    conn: Connection, backend: Backend, study_id: int, grace_s: float, heartbeats_valid: bool
+) -> list[tuple[int, int, str]]:
+    """RUNNING trials nobody runs: ``(trial_id, number, why)``, oldest first."""
     now = now_expr(backend.dialect)
-    stale_q = (
-        sa.select(trial_runs.c.trial_id, trial_runs.c.number)
-        .join(_optuna_trials, _optuna_trials.c.trial_id == trial_runs.c.trial_id)
+    found: list[tuple[int, int, str]] = []
+    if heartbeats_valid:
+        silent = conn.execute(
+            sa.select(trial_runs.c.trial_id, trial_runs.c.number)
+            .join(_optuna_trials, _optuna_trials.c.trial_id == trial_runs.c.trial_id)
+            .where(
+                trial_runs.c.study_id == study_id,
+                _state == "RUNNING",
+                trial_runs.c.heartbeat_at < now - grace_s,
+            )
+        ).all()
+        found += [(int(t), int(n), f"stale: no heartbeat for {grace_s:g} s") for t, n in silent]
+    orphans = conn.execute(
+        sa.select(_optuna_trials.c.trial_id, _optuna_trials.c.number)
+        .outerjoin(trial_runs, trial_runs.c.trial_id == _optuna_trials.c.trial_id)
         .where(
-            trial_runs.c.study_id == record.study_id,
-            _optuna_trials.c.state == "RUNNING",
-            trial_runs.c.heartbeat_at < now - grace_s,
+            _optuna_trials.c.study_id == study_id,
+            _state == "RUNNING",
+            trial_runs.c.trial_id.is_(None),
         )
-    )
-    orphan_q = (
+    ).all()
+    found += [(int(t), int(n), "stale: its claim never completed") for t, n in orphans]
+    return sorted(found, key=lambda item: item[1])
+
+
+def _unrecorded_trials(conn: Connection, study_id: int) -> list[int]:
+    """Finished trials whose summary row is missing or whose run row is left over."""
+    no_summary = (
         sa.select(_optuna_trials.c.trial_id)
         .outerjoin(trial_results, trial_results.c.trial_id == _optuna_trials.c.trial_id)
         .where(
-            _optuna_trials.c.study_id == record.study_id,
-            _optuna_trials.c.state.in_(("COMPLETE", "PRUNED", "FAIL")),
+            _optuna_trials.c.study_id == study_id,
+            _state.in_(_FINISHED),
             trial_results.c.trial_id.is_(None),
         )
     )
+    leftover_run = (
+        sa.select(_optuna_trials.c.trial_id)
+        .join(trial_runs, trial_runs.c.trial_id == _optuna_trials.c.trial_id)
+        .where(_optuna_trials.c.study_id == study_id, _state.in_(_FINISHED))
+    )
+    return sorted({int(t) for t in conn.execute(sa.union(no_summary, leftover_run)).scalars()})
+
+
+def fail_stale_trials(
+    backend: Backend, study: optuna.Study, record: StudyRecord, *, grace_s: float
+) -> list[int]:
+    """Fail every running trial whose worker is gone, and retry it; repair summary rows.
+
+    A trial is stale when its heartbeat (database clock) is older than
+    ``grace_s``, or when it is RUNNING in Optuna without a run row (its claim
+    died halfway). Also backfills the summary rows of trials that finished in
+    Optuna but whose worker died before writing the row.
+
+    The check runs first without the lock (two cheap queries, the usual answer
+    being "nothing"), then again under the lock before anything is changed, so
+    a heartbeat that arrives in between saves its trial.
+
+    Returns:
+        The numbers of the trials failed.
+    """
+    return _sweep(backend, record, grace_s, lambda: study)
+
+
+def _sweep(
+    backend: Backend,
+    record: StudyRecord,
+    grace_s: float,
+    study_handle: Callable[[], optuna.Study],
+) -> list[int]:
     with backend.engine.connect() as conn:
-        stale = conn.execute(stale_q).all()
-        orphans = conn.execute(orphan_q).scalars().all()
+        heartbeats_valid = _heartbeats_valid(conn, backend, grace_s)
+        suspects = _stale_trials(conn, backend, record.study_id, grace_s, heartbeats_valid)
+        unrecorded = _unrecorded_trials(conn, record.study_id)
     failed: list[int] = []
-    if stale:
-        with study_lock(backend, record.study_id) as conn:
-            for trial_id, number in stale:
-                reason = f"stale: no heartbeat for {grace_s:g} s"
-                if _fail_and_retry(backend, conn, study, trial_id, reason, record.max_retries):
-                    failed.append(int(number))
-    if orphans:
-        with backend.engine.begin() as conn:
-            for trial_id in orphans:
-                record_result(conn, backend.optuna_storage.get_trial(int(trial_id)))
+    if not suspects and not unrecorded:
+        return failed
+    with study_lock(backend, record.study_id) as conn:
+        for trial_id, number, reason in _stale_trials(
+            conn, backend, record.study_id, grace_s, heartbeats_valid
+        ):
+            if _fail_and_retry(backend, conn, study_handle(), trial_id, reason, record.max_retries):
+                failed.append(number)
+        for trial_id in _unrecorded_trials(conn, record.study_id):
+            record_result(conn, backend.optuna_storage.get_trial(trial_id))
     return failed
+
+
+def _heartbeats_valid(conn: Connection, backend: Backend, grace_s: float) -> bool:
+    """False while a PostgreSQL server is younger than the grace period.
+
+    A server that was down for a while comes back with every heartbeat older
+    than the grace period, although the workers are alive and heartbeat again
+    within one interval. Judging staleness before they had a grace period to
+    do so would retry every trial in flight.
+    """
+    if backend.dialect != "postgresql":
+        return True
+    uptime = conn.execute(
+        sa.text("SELECT extract(epoch FROM clock_timestamp() - pg_postmaster_start_time())")
+    ).scalar_one()
+    return float(uptime) >= grace_s
+
+
+def grace_s_from_env(env: Mapping[str, str] | None = None) -> float:
+    """``LRSEARCH_GRACE_S`` (seconds without heartbeat before a trial is stale), default 60."""
+    env = os.environ if env is None else env
+    raw = env.get("LRSEARCH_GRACE_S")
+    return float(raw) if raw else DEFAULT_GRACE_S
+
+
+def sweep_stale_trials(
+    backend: Backend, *, grace_s: float | None = None, study: str | None = None
+) -> dict[str, list[int]]:
+    """Fail and retry the stale trials of every running or paused study (or of one).
+
+    For the service or a cron job: workers sweep the studies they work on, but
+    when every worker of a study is gone, nobody else would. Cheap when nothing
+    is stale: two small queries per study, no lock.
+
+    Args:
+        backend: The shared storage.
+        grace_s: Seconds without heartbeat before a trial is stale; default
+            ``LRSEARCH_GRACE_S`` (60).
+        study: Only this study.
+
+    Returns:
+        Per study name, the numbers of the trials failed (studies with none are left out).
+
+    Raises:
+        StudyNotFoundError: ``study`` does not exist.
+    """
+    grace = grace_s_from_env() if grace_s is None else grace_s
+    if study is not None:
+        records = [get_study(backend, study)]
+    else:
+        records = list_studies(backend, states=("running", "paused"))
+    swept: dict[str, list[int]] = {}
+    for record in records:
+        failed = _sweep(
+            backend, record, grace, functools.cache(functools.partial(_handle, backend, record))
+        )
+        if failed:
+            swept[record.name] = failed
+    return swept
+
+
+def _handle(backend: Backend, record: StudyRecord) -> optuna.Study:
+    # Enqueueing a retry needs a Study; its sampler is irrelevant (and the
+    # service must not build samplers that may need torch).
+    return optuna.load_study(
+        study_name=record.name,
+        storage=backend.optuna_storage,
+        sampler=optuna.samplers.RandomSampler(),
+        pruner=optuna.pruners.NopPruner(),
+    )
 
 
 def enqueue_fixed(

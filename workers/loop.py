@@ -5,20 +5,39 @@ study's lock, sample its configuration, train with heartbeats, report every
 epoch, and finish it. Nothing that happens inside a trial stops the worker:
 failures end that trial (FAIL, with the reason in its ``error`` user attr), and
 lost database connections are waited out with backoff.
+
+Faults, and what the worker does about them:
+
+- The database goes away between trials: back off (1 s doubling to 30 s, with
+  jitter), reconnect, go on.
+- The database goes away during a trial: ``report``/``should_prune`` and the
+  final ``tell`` wait for it with backoff, so the trial goes on; if meanwhile
+  another worker failed it as stale (our heartbeats could not land), the trial
+  is abandoned and its retry runs elsewhere.
+- SIGTERM/SIGINT: stop at the next epoch boundary, give the trial back for a
+  retry, exit 0. If that takes longer than ``stop_timeout_s`` (an epoch longer
+  than that, a hung call), a watchdog gives the trial back itself and exits 0.
+  A second signal exits at once (the trial then goes stale and is retried).
+- CUDA out of memory: the trial ends FAIL with reason ``oom``, cached GPU memory
+  is released, the worker goes on.
+- This worker dies: its trial's heartbeat stops and any other worker (or the
+  service) fails it as stale after ``grace_s`` and retries it.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import random
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import optuna
 import sqlalchemy as sa
@@ -29,17 +48,23 @@ import storage
 from search_space import sample_config
 from workers._errors import TrainingInterrupted
 from workers.device import resolve_device
+from workers.supervisor import follow_supervisor
 from workers.tasks import get_task
 from workers.training import train_trial
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Errors meaning "the database is unreachable right now", worth waiting out.
 _DB_ERRORS: tuple[type[BaseException], ...] = (
     sa.exc.OperationalError,
     sa.exc.InterfaceError,
     optuna.exceptions.StorageInternalError,
+    storage.StorageUnavailableError,
 )
+_MAX_BACKOFF_S = 30.0
+_MAX_IN_TRIAL_BACKOFF_S = 10.0
 
 
 def _env_float(name: str, default: float) -> float:
@@ -49,7 +74,27 @@ def _env_float(name: str, default: float) -> float:
 
 @dataclass
 class WorkerOptions:
-    """How one worker process runs. Defaults match ``lrsearch worker``'s."""
+    """How one worker process runs. Defaults match ``lrsearch worker``'s.
+
+    Attributes:
+        storage_url: SQLAlchemy URL; default ``LRSEARCH_STORAGE``.
+        study: Serve only this study, and exit once it is done or cancelled.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        max_trials: Exit after this many finished trials.
+        idle_exit: Exit after this many seconds without work.
+        poll_interval: Seconds between looks for work when there is none.
+        bf16: bfloat16 autocast on CUDA.
+        heartbeat_s: Seconds between heartbeats (``LRSEARCH_HEARTBEAT_S``, 10).
+        grace_s: Seconds without heartbeat after which a trial is stale
+            (``LRSEARCH_GRACE_S``, 60). Keep it several heartbeats long.
+        stop_timeout_s: After SIGTERM/SIGINT, the most seconds before the
+            worker gives its trial back and exits whatever it is doing
+            (``LRSEARCH_STOP_TIMEOUT_S``, 30).
+        label: Names this worker in its log lines, e.g. ``gpu3`` under the
+            GPU supervisor (``LRSEARCH_WORKER_LABEL``).
+        task_options: Passed to the task factory.
+        install_signal_handlers: Handle SIGTERM/SIGINT (main thread only).
+    """
 
     storage_url: str | None = None
     study: str | None = None
@@ -60,6 +105,10 @@ class WorkerOptions:
     bf16: bool = False
     heartbeat_s: float = field(default_factory=lambda: _env_float("LRSEARCH_HEARTBEAT_S", 10.0))
     grace_s: float = field(default_factory=lambda: _env_float("LRSEARCH_GRACE_S", 60.0))
+    stop_timeout_s: float = field(
+        default_factory=lambda: _env_float("LRSEARCH_STOP_TIMEOUT_S", 30.0)
+    )
+    label: str | None = field(default_factory=lambda: os.environ.get("LRSEARCH_WORKER_LABEL"))
     task_options: dict[str, Any] = field(default_factory=dict)
     install_signal_handlers: bool = True
 
@@ -84,21 +133,70 @@ class WorkerStats:
     by_state: dict[str, int] = field(default_factory=dict)
 
 
-class _Heartbeat:
-    """Background thread that keeps a running trial's heartbeat fresh."""
+def device_label(device: torch.device, env: Mapping[str, str] | None = None) -> str:
+    """The device as the machine knows it: ``cuda:3`` for ``cuda:0`` under CUDA_VISIBLE_DEVICES=3.
 
-    def __init__(self, backend: storage.Backend, trial_id: int, interval: float) -> None:
+    Recorded as the trial's ``device`` so that trials name the physical GPU,
+    not the process-local index (always ``cuda:0`` under the GPU supervisor).
+    """
+    if device.type != "cuda":
+        return str(device)
+    visible = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES", "")
+    ids = [v.strip() for v in visible.split(",") if v.strip()]
+    index = device.index or 0
+    return f"cuda:{ids[index]}" if index < len(ids) else str(device)
+
+
+class _Heartbeat:
+    """Background thread for one running trial: heartbeats, and sweeps its study.
+
+    Heartbeats every ``interval``, then calls ``sweep``, which fails the
+    study's stale trials at most once per half grace period (see
+    :meth:`Worker._sweep_stale`): a dead worker's trial is retried on time even
+    while every live worker is busy with a long trial. ``lost`` is set when a
+    heartbeat finds that the trial was ended by someone else.
+    """
+
+    def __init__(
+        self,
+        backend: storage.Backend,
+        trial_id: int,
+        interval: float,
+        sweep: Callable[[], None],
+        on_db_error: Callable[[], None],
+    ) -> None:
+        self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(backend, trial_id, interval), daemon=True, name="heartbeat"
+            target=self._run,
+            args=(backend, trial_id, interval, sweep, on_db_error),
+            daemon=True,
+            name="heartbeat",
         )
 
-    def _run(self, backend: storage.Backend, trial_id: int, interval: float) -> None:
+    def _run(
+        self,
+        backend: storage.Backend,
+        trial_id: int,
+        interval: float,
+        sweep: Callable[[], None],
+        on_db_error: Callable[[], None],
+    ) -> None:
         while not self._stop.wait(interval):
             try:
-                storage.heartbeat(backend, trial_id)
+                if not storage.heartbeat(backend, trial_id):
+                    self.lost.set()
+                    return
             except _DB_ERRORS as exc:
-                log.warning("heartbeat for trial id %d failed: %s", trial_id, exc)
+                on_db_error()
+                log.warning("heartbeat for trial id %d failed: %s", trial_id, _short(exc))
+                continue
+            try:
+                sweep()
+            except Exception as exc:
+                # A failed sweep is retried at the next interval; it must never
+                # take the heartbeat down with it.
+                log.warning("stale-trial sweep failed: %s", _short(exc))
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -107,6 +205,28 @@ class _Heartbeat:
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+class _PatientTrial:
+    """An ``optuna.Trial`` whose ``report`` and ``should_prune`` wait out database outages.
+
+    Everything else is delegated. Only what :func:`train_trial` calls is wrapped.
+    """
+
+    def __init__(self, trial: optuna.Trial, patiently: Callable[[Callable[[], Any], str], Any]):
+        self._trial = trial
+        self._patiently = patiently
+
+    def report(self, value: float, step: int) -> None:
+        # Optuna caches a reported step only after the write succeeded, so a
+        # retried report neither duplicates nor warns.
+        self._patiently(lambda: self._trial.report(value, step), f"report epoch {step}")
+
+    def should_prune(self) -> bool:
+        return bool(self._patiently(self._trial.should_prune, "should_prune"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
 
 
 class Worker:
@@ -122,10 +242,21 @@ class Worker:
         self.on_trial = on_trial
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.device = resolve_device(options.device)
+        self.device_label = device_label(self.device)
         self._stop = threading.Event()
+        self._exited = threading.Event()
         self._studies: dict[str, tuple[storage.StudyRecord, optuna.Study]] = {}
         self._last_sweep: dict[str, float] = {}
         self._backend: storage.Backend | None = None
+        self._current: tuple[storage.StudyRecord, optuna.Study, optuna.Trial] | None = None
+        self._db_error_at: float | None = None
+        if options.grace_s < 2 * options.heartbeat_s:
+            log.warning(
+                "grace period %.3g s is shorter than two heartbeats (%.3g s each): live "
+                "trials may be failed as stale",
+                options.grace_s,
+                options.heartbeat_s,
+            )
 
     # -- control ---------------------------------------------------------------
 
@@ -137,28 +268,79 @@ class Worker:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def _install_signals(self) -> None:
+    def _install_signals(self) -> Callable[[], None]:
+        """Handle SIGTERM/SIGINT; returns what puts the previous handlers back."""
+
         def handler(signum: int, _frame: FrameType | None) -> None:
             if self._stop.is_set():
                 log.warning("second signal %d: exiting at once", signum)
                 os._exit(128 + signum)
-            log.warning("signal %d: stopping after the current epoch", signum)
+            log.warning(
+                "signal %d: stopping after the current epoch (at most %.0f s)",
+                signum,
+                self.options.stop_timeout_s,
+            )
             self._stop.set()
+            threading.Thread(target=self._stop_watchdog, daemon=True, name="stop").start()
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+    def _stop_watchdog(self) -> None:
+        """Bound the time from a stop signal to the exit, whatever the main thread is doing."""
+        if self._exited.wait(self.options.stop_timeout_s):
+            return
+        log.error(
+            "still busy %.0f s after the stop signal; giving the trial back and exiting",
+            self.options.stop_timeout_s,
+        )
+        # The give-back waits for the study lock, which a hung main thread may
+        # hold: give it a few seconds on its own thread, then exit regardless
+        # (the trial then goes stale and is retried all the same).
+        helper = threading.Thread(target=self._give_back_current, daemon=True, name="give-back")
+        helper.start()
+        helper.join(timeout=5.0)
+        logging.shutdown()
+        os._exit(0)
+
+    def _give_back_current(self) -> None:
+        current, backend = self._current, self._backend
+        if current is None or backend is None:
+            return
+        record, study, trial = current
+        try:
+            storage.give_back(
+                backend,
+                study,
+                trial._trial_id,
+                reason="interrupted: worker stopped (stop timeout)",
+                definition=record.definition,
+            )
+        except Exception as exc:
+            log.warning(
+                "could not give trial %d back (%s); it will be retried once stale",
+                trial.number,
+                _short(exc),
+            )
 
     # -- main loop -------------------------------------------------------------
 
     def run(self) -> WorkerStats:
         """Run until ``max_trials``, ``idle_exit``, a signal, or the ``--study`` is done."""
         opts = self.options
+        restore_signals: Callable[[], None] | None = None
         if opts.install_signal_handlers and threading.current_thread() is threading.main_thread():
-            self._install_signals()
+            restore_signals = self._install_signals()
+            follow_supervisor()
         stats = WorkerStats()
         backoff = 1.0
         idle_since = time.monotonic()
-        log.info("worker %s on %s", self.worker_id, self.device)
+        log.info("worker %s on %s", self.worker_id, self._where())
         try:
             while not self._stop.is_set():
                 if opts.max_trials is not None and stats.trials >= opts.max_trials:
@@ -166,17 +348,20 @@ class Worker:
                 try:
                     backend = self._connect()
                     claimed = self._claim(backend)
+                    over = claimed is None and self._study_over(backend)
                     backoff = 1.0
                 except _DB_ERRORS as exc:
-                    log.warning(
-                        "storage unavailable (%s); retrying in %.0f s", _short(exc), backoff
-                    )
+                    self._note_db_error()
+                    # Jitter: many workers that lost the same server must not all
+                    # reconnect in the same instant when it comes back.
+                    wait = backoff * random.uniform(0.8, 1.2)
+                    log.warning("storage unavailable (%s); retrying in %.1f s", _short(exc), wait)
                     self._drop_connection()
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
+                    self._stop.wait(wait)
+                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
                     continue
                 if claimed is None:
-                    if self._study_over(backend):
+                    if over:
                         break
                     if (
                         opts.idle_exit is not None
@@ -196,11 +381,24 @@ class Worker:
                         self.on_trial(outcome)
         finally:
             self._drop_connection()
+            self._exited.set()
+            if restore_signals is not None:
+                restore_signals()
         return stats
+
+    def _where(self) -> str:
+        where = self.device_label
+        if self.options.label:
+            where += f" ({self.options.label})"
+        return where
 
     def _connect(self) -> storage.Backend:
         if self._backend is None:
-            self._backend = storage.open_backend(self.options.storage_url, pool_size=2)
+            self._backend = storage.open_backend(
+                self.options.storage_url,
+                pool_size=2,
+                application_name=f"lrsearch-worker:{os.getpid()}",
+            )
         return self._backend
 
     def _drop_connection(self) -> None:
@@ -233,18 +431,32 @@ class Worker:
             study = self._study(backend, record)
             self._sweep_stale(backend, record, study)
             trial = storage.claim_trial(
-                backend, study, worker=self.worker_id, device=str(self.device)
+                backend, study, worker=self.worker_id, device=self.device_label
             )
             if trial is not None:
                 return record, study, trial
         return None
+
+    def _note_db_error(self) -> None:
+        self._db_error_at = time.monotonic()
+
+    def _may_sweep(self) -> bool:
+        """Whether our view of heartbeats is trustworthy enough to fail trials as stale.
+
+        Not until a grace period after our own last database error: if the
+        outage was everyone's, the other workers need that long to heartbeat
+        again, and failing their trials meanwhile would retry live work.
+        """
+        since = self._db_error_at
+        return since is None or time.monotonic() - since >= self.options.grace_s
 
     def _sweep_stale(
         self, backend: storage.Backend, record: storage.StudyRecord, study: optuna.Study
     ) -> None:
         # Checking costs two small queries; once per half grace period is plenty.
         now = time.monotonic()
-        if now - self._last_sweep.get(record.name, 0.0) < self.options.grace_s / 2:
+        last = self._last_sweep.get(record.name)
+        if (last is not None and now - last < self.options.grace_s / 2) or not self._may_sweep():
             return
         self._last_sweep[record.name] = now
         failed = storage.fail_stale_trials(backend, study, record, grace_s=self.options.grace_s)
@@ -261,6 +473,29 @@ class Worker:
         with backend.engine.connect() as conn:
             return storage.budget_counts(conn, record).done
 
+    def _patiently(self, call: Callable[[], T], what: str, *, until_stop: bool = True) -> T:
+        """``call()``, retried with backoff while the database is unreachable.
+
+        With ``until_stop``, a stop request ends the waiting (the error is
+        raised); otherwise only the stop watchdog does.
+        """
+        delay = 0.5
+        while True:
+            try:
+                return call()
+            except _DB_ERRORS as exc:
+                self._note_db_error()
+                if until_stop and self._stop.is_set():
+                    raise
+                log.warning(
+                    "%s: storage unavailable (%s); retrying in %.1f s", what, _short(exc), delay
+                )
+                if until_stop:
+                    self._stop.wait(delay)
+                else:
+                    time.sleep(delay)
+                delay = min(delay * 2, _MAX_IN_TRIAL_BACKOFF_S)
+
     # -- one trial -------------------------------------------------------------
 
     def _run_trial(
@@ -270,25 +505,48 @@ class Worker:
         study: optuna.Study,
         trial: optuna.Trial,
     ) -> TrialOutcome | None:
+        log.info("study %s trial #%d started on %s", record.name, trial.number, self._where())
+
+        def sweep() -> None:
+            self._sweep_stale(backend, record, study)
+
+        self._current = (record, study, trial)
+        try:
+            with _Heartbeat(
+                backend, trial._trial_id, self.options.heartbeat_s, sweep, self._note_db_error
+            ) as beat:
+                return self._train_and_finish(backend, record, study, trial, beat)
+        finally:
+            self._current = None
+
+    def _train_and_finish(
+        self,
+        backend: storage.Backend,
+        record: storage.StudyRecord,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        beat: _Heartbeat,
+    ) -> TrialOutcome | None:
         definition = record.definition
         started = time.monotonic()
-        state, value, error, epochs = TrialState.FAIL, None, None, 0
+        state, value, error, epochs, oom = TrialState.FAIL, None, None, 0, False
         attrs: dict[str, Any] = {}
+        patient = _PatientTrial(trial, self._patiently)
         try:
-            with _Heartbeat(backend, trial._trial_id, self.options.heartbeat_s):
-                config = sample_config(trial, definition)
-                task = get_task(definition.task, self.options.task_options)
-                result = train_trial(
-                    config,
-                    task,
-                    objective=definition.objective.metric,
-                    direction=definition.direction,
-                    trial=trial,
-                    device=self.device,
-                    seed=definition.sampler.seed or 0,
-                    bf16=self.options.bf16,
-                    stop_requested=self._stop.is_set,
-                )
+            config = self._patiently(lambda: sample_config(trial, definition), "sample")
+            task = get_task(definition.task, self.options.task_options)
+            result = train_trial(
+                config,
+                task,
+                objective=definition.objective.metric,
+                direction=definition.direction,
+                # Duck-typed: train_trial only calls report and should_prune.
+                trial=cast(optuna.trial.BaseTrial, patient),
+                device=self.device,
+                seed=definition.sampler.seed or 0,
+                bf16=self.options.bf16,
+                stop_requested=lambda: self._stop.is_set() or beat.lost.is_set(),
+            )
             epochs = result.epochs_run
             attrs = {"lr_curve": result.lr_curve, "metrics": result.metrics, "epochs_run": epochs}
             if result.status == "complete":
@@ -298,29 +556,55 @@ class Worker:
             else:
                 error = "diverged: the training loss became NaN or infinite"
         except TrainingInterrupted:
+            if beat.lost.is_set():
+                log.warning("trial %d was failed as stale elsewhere; abandoning it", trial.number)
+                return None
             log.warning("trial %d interrupted; handing it back for retry", trial.number)
             self._hand_back(backend, study, trial, record)
             return None
-        except _DB_ERRORS as exc:
-            # Lost the database mid-trial: the trial stays RUNNING and goes stale,
-            # and whichever worker sees it first retries it.
-            log.warning("storage lost during trial %d: %s", trial.number, _short(exc))
-            self._drop_connection()
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Our heartbeats could not land for a grace period (database or
+            # network outage) and another worker retried the trial meanwhile.
+            log.warning("trial %d was failed as stale elsewhere; abandoning it", trial.number)
             return None
-        except torch.cuda.OutOfMemoryError as exc:
-            error = f"oom: {_short(exc)}"
-            torch.cuda.empty_cache()
+        except _DB_ERRORS as exc:
+            # Only reached when a stop was requested during an outage: the trial
+            # stays RUNNING, goes stale, and whichever worker sees it retries it.
+            log.warning("storage lost during trial %d: %s", trial.number, _short(exc))
+            return None
         except Exception as exc:
-            log.exception("trial %d of %s failed", trial.number, record.name)
-            error = f"{type(exc).__name__}: {_short(exc)}"
+            if _is_cuda_oom(exc):
+                error, oom = f"oom: {_short(exc)}", True
+                log.warning("trial %d: CUDA out of memory on %s", trial.number, self._where())
+            else:
+                log.exception("trial %d of %s failed", trial.number, record.name)
+                error = f"{type(exc).__name__}: {_short(exc)}"
+        if oom:
+            # After the except block, so the exception (and anything it still
+            # references) is gone before the allocator's cache is returned.
+            gc.collect()
+            torch.cuda.empty_cache()
         if error is not None:
             attrs["error"] = error
         try:
-            storage.finish_trial(backend, study, trial, state=state, value=value, user_attrs=attrs)
-        except _DB_ERRORS as exc:
+            finished = self._patiently(
+                lambda: storage.finish_trial(
+                    backend, study, trial, state=state, value=value, user_attrs=attrs
+                ),
+                f"record trial {trial.number}",
+                until_stop=False,
+            )
+        except _DB_ERRORS as exc:  # pragma: no cover - _patiently retries until stopped
             log.warning("could not record trial %d: %s", trial.number, _short(exc))
-            self._drop_connection()
             return None
+        if finished is None:
+            log.warning(
+                "trial %d was failed as stale elsewhere; its result is dropped", trial.number
+            )
+            return None
+        log.info(
+            "study %s trial #%d %s on %s", record.name, trial.number, state.name, self._where()
+        )
         return TrialOutcome(
             study=record.name,
             number=trial.number,
@@ -350,7 +634,18 @@ class Worker:
                 definition=record.definition,
             )
         except _DB_ERRORS as exc:
-            log.warning("could not hand back trial %d: %s", trial.number, _short(exc))
+            log.warning(
+                "could not hand back trial %d (%s); it will be retried once stale",
+                trial.number,
+                _short(exc),
+            )
+
+
+def _is_cuda_oom(exc: BaseException) -> bool:
+    """CUDA out of memory, whether raised as such or as a RuntimeError by cuBLAS/cuDNN."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def _last_value(attrs: dict[str, Any], metric: str) -> float | None:
