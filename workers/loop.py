@@ -313,20 +313,9 @@ class Worker:
         if current is None or backend is None:
             return
         record, study, trial = current
-        try:
-            storage.give_back(
-                backend,
-                study,
-                trial._trial_id,
-                reason="interrupted: worker stopped (stop timeout)",
-                definition=record.definition,
-            )
-        except Exception as exc:
-            log.warning(
-                "could not give trial %d back (%s); it will be retried once stale",
-                trial.number,
-                _short(exc),
-            )
+        self._hand_back(
+            backend, study, trial, record, reason="interrupted: worker stopped (stop timeout)"
+        )
 
     # -- main loop -------------------------------------------------------------
 
@@ -624,16 +613,15 @@ class Worker:
         study: optuna.Study,
         trial: optuna.Trial,
         record: storage.StudyRecord,
+        *,
+        reason: str = "interrupted: worker stopped",
     ) -> None:
+        """Fail the trial and enqueue its retry; if that fails, the stale sweep retries it."""
         try:
             storage.give_back(
-                backend,
-                study,
-                trial._trial_id,
-                reason="interrupted: worker stopped",
-                definition=record.definition,
+                backend, study, trial._trial_id, reason=reason, definition=record.definition
             )
-        except _DB_ERRORS as exc:
+        except Exception as exc:
             log.warning(
                 "could not hand back trial %d (%s); it will be retried once stale",
                 trial.number,
