@@ -34,19 +34,31 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar, cast
 
 import optuna
-import sqlalchemy as sa
 import torch
 from optuna.trial import TrialState
 
 import storage
 from search_space import sample_config
 from workers._errors import TrainingInterrupted
+from workers._loop_support import (
+    DB_ERRORS,
+    MAX_BACKOFF_S,
+    MAX_IN_TRIAL_BACKOFF_S,
+    Heartbeat,
+    PatientTrial,
+    TrialOutcome,
+    WorkerOptions,
+    WorkerStats,
+    device_label,
+    is_cuda_oom,
+    last_value,
+    short_error,
+)
 from workers.device import resolve_device
 from workers.supervisor import follow_supervisor
 from workers.tasks import get_task
@@ -56,177 +68,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Errors meaning "the database is unreachable right now", worth waiting out.
-_DB_ERRORS: tuple[type[BaseException], ...] = (
-    sa.exc.OperationalError,
-    sa.exc.InterfaceError,
-    optuna.exceptions.StorageInternalError,
-    storage.StorageUnavailableError,
-)
-_MAX_BACKOFF_S = 30.0
-_MAX_IN_TRIAL_BACKOFF_S = 10.0
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
-@dataclass
-class WorkerOptions:
-    """How one worker process runs. Defaults match ``lrsearch worker``'s.
-
-    Attributes:
-        storage_url: SQLAlchemy URL; default ``LRSEARCH_STORAGE``.
-        study: Serve only this study, and exit once it is done or cancelled.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        max_trials: Exit after this many finished trials.
-        idle_exit: Exit after this many seconds without work.
-        poll_interval: Seconds between looks for work when there is none.
-        bf16: bfloat16 autocast on CUDA.
-        heartbeat_s: Seconds between heartbeats (``LRSEARCH_HEARTBEAT_S``, 10).
-        grace_s: Seconds without heartbeat after which a trial is stale
-            (``LRSEARCH_GRACE_S``, 60). Keep it several heartbeats long.
-        stop_timeout_s: After SIGTERM/SIGINT, the most seconds before the
-            worker gives its trial back and exits whatever it is doing
-            (``LRSEARCH_STOP_TIMEOUT_S``, 30).
-        label: Names this worker in its log lines, e.g. ``gpu3`` under the
-            GPU supervisor (``LRSEARCH_WORKER_LABEL``).
-        task_options: Passed to the task factory.
-        install_signal_handlers: Handle SIGTERM/SIGINT (main thread only).
-    """
-
-    storage_url: str | None = None
-    study: str | None = None
-    device: str = "auto"
-    max_trials: int | None = None
-    idle_exit: float | None = None
-    poll_interval: float = 1.0
-    bf16: bool = False
-    heartbeat_s: float = field(default_factory=lambda: _env_float("LRSEARCH_HEARTBEAT_S", 10.0))
-    grace_s: float = field(default_factory=lambda: _env_float("LRSEARCH_GRACE_S", 60.0))
-    stop_timeout_s: float = field(
-        default_factory=lambda: _env_float("LRSEARCH_STOP_TIMEOUT_S", 30.0)
-    )
-    label: str | None = field(default_factory=lambda: os.environ.get("LRSEARCH_WORKER_LABEL"))
-    task_options: dict[str, Any] = field(default_factory=dict)
-    install_signal_handlers: bool = True
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    """What happened to one trial, for progress output."""
-
-    study: str
-    number: int
-    state: str
-    value: float | None
-    params: dict[str, Any]
-    epochs_run: int
-    seconds: float
-    error: str | None = None
-
-
-@dataclass
-class WorkerStats:
-    trials: int = 0
-    by_state: dict[str, int] = field(default_factory=dict)
-
-
-def device_label(device: torch.device, env: Mapping[str, str] | None = None) -> str:
-    """The device as the machine knows it: ``cuda:3`` for ``cuda:0`` under CUDA_VISIBLE_DEVICES=3.
-
-    Recorded as the trial's ``device`` so that trials name the physical GPU,
-    not the process-local index (always ``cuda:0`` under the GPU supervisor).
-    """
-    if device.type != "cuda":
-        return str(device)
-    visible = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES", "")
-    ids = [v.strip() for v in visible.split(",") if v.strip()]
-    index = device.index or 0
-    return f"cuda:{ids[index]}" if index < len(ids) else str(device)
-
-
-class _Heartbeat:
-    """Background thread for one running trial: heartbeats, and sweeps its study.
-
-    Heartbeats every ``interval``, then calls ``sweep``, which fails the
-    study's stale trials at most once per half grace period (see
-    :meth:`Worker._sweep_stale`): a dead worker's trial is retried on time even
-    while every live worker is busy with a long trial. ``lost`` is set when a
-    heartbeat finds that the trial was ended by someone else.
-    """
-
-    def __init__(
-        self,
-        backend: storage.Backend,
-        trial_id: int,
-        interval: float,
-        sweep: Callable[[], None],
-        on_db_error: Callable[[], None],
-    ) -> None:
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run,
-            args=(backend, trial_id, interval, sweep, on_db_error),
-            daemon=True,
-            name="heartbeat",
-        )
-
-    def _run(
-        self,
-        backend: storage.Backend,
-        trial_id: int,
-        interval: float,
-        sweep: Callable[[], None],
-        on_db_error: Callable[[], None],
-    ) -> None:
-        while not self._stop.wait(interval):
-            try:
-                if not storage.heartbeat(backend, trial_id):
-                    self.lost.set()
-                    return
-            except _DB_ERRORS as exc:
-                on_db_error()
-                log.warning("heartbeat for trial id %d failed: %s", trial_id, _short(exc))
-                continue
-            try:
-                sweep()
-            except Exception as exc:
-                # A failed sweep is retried at the next interval; it must never
-                # take the heartbeat down with it.
-                log.warning("stale-trial sweep failed: %s", _short(exc))
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-class _PatientTrial:
-    """An ``optuna.Trial`` whose ``report`` and ``should_prune`` wait out database outages.
-
-    Everything else is delegated. Only what :func:`train_trial` calls is wrapped.
-    """
-
-    def __init__(self, trial: optuna.Trial, patiently: Callable[[Callable[[], Any], str], Any]):
-        self._trial = trial
-        self._patiently = patiently
-
-    def report(self, value: float, step: int) -> None:
-        # Optuna caches a reported step only after the write succeeded, so a
-        # retried report neither duplicates nor warns.
-        self._patiently(lambda: self._trial.report(value, step), f"report epoch {step}")
-
-    def should_prune(self) -> bool:
-        return bool(self._patiently(self._trial.should_prune, "should_prune"))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._trial, name)
+__all__ = ["TrialOutcome", "Worker", "WorkerOptions", "WorkerStats", "device_label", "run_worker"]
 
 
 class Worker:
@@ -339,15 +181,17 @@ class Worker:
                     claimed = self._claim(backend)
                     over = claimed is None and self._study_over(backend)
                     backoff = 1.0
-                except _DB_ERRORS as exc:
+                except DB_ERRORS as exc:
                     self._note_db_error()
                     # Jitter: many workers that lost the same server must not all
                     # reconnect in the same instant when it comes back.
                     wait = backoff * random.uniform(0.8, 1.2)
-                    log.warning("storage unavailable (%s); retrying in %.1f s", _short(exc), wait)
+                    log.warning(
+                        "storage unavailable (%s); retrying in %.1f s", short_error(exc), wait
+                    )
                     self._drop_connection()
                     self._stop.wait(wait)
-                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
                     continue
                 if claimed is None:
                     if over:
@@ -472,18 +316,21 @@ class Worker:
         while True:
             try:
                 return call()
-            except _DB_ERRORS as exc:
+            except DB_ERRORS as exc:
                 self._note_db_error()
                 if until_stop and self._stop.is_set():
                     raise
                 log.warning(
-                    "%s: storage unavailable (%s); retrying in %.1f s", what, _short(exc), delay
+                    "%s: storage unavailable (%s); retrying in %.1f s",
+                    what,
+                    short_error(exc),
+                    delay,
                 )
                 if until_stop:
                     self._stop.wait(delay)
                 else:
                     time.sleep(delay)
-                delay = min(delay * 2, _MAX_IN_TRIAL_BACKOFF_S)
+                delay = min(delay * 2, MAX_IN_TRIAL_BACKOFF_S)
 
     # -- one trial -------------------------------------------------------------
 
@@ -501,7 +348,7 @@ class Worker:
 
         self._current = (record, study, trial)
         try:
-            with _Heartbeat(
+            with Heartbeat(
                 backend, trial._trial_id, self.options.heartbeat_s, sweep, self._note_db_error
             ) as beat:
                 return self._train_and_finish(backend, record, study, trial, beat)
@@ -514,13 +361,13 @@ class Worker:
         record: storage.StudyRecord,
         study: optuna.Study,
         trial: optuna.Trial,
-        beat: _Heartbeat,
+        beat: Heartbeat,
     ) -> TrialOutcome | None:
         definition = record.definition
         started = time.monotonic()
         state, value, error, epochs, oom = TrialState.FAIL, None, None, 0, False
         attrs: dict[str, Any] = {}
-        patient = _PatientTrial(trial, self._patiently)
+        patient = PatientTrial(trial, self._patiently)
         try:
             config = self._patiently(lambda: sample_config(trial, definition), "sample")
             task = get_task(definition.task, self.options.task_options)
@@ -556,18 +403,18 @@ class Worker:
             # network outage) and another worker retried the trial meanwhile.
             log.warning("trial %d was failed as stale elsewhere; abandoning it", trial.number)
             return None
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             # Only reached when a stop was requested during an outage: the trial
             # stays RUNNING, goes stale, and whichever worker sees it retries it.
-            log.warning("storage lost during trial %d: %s", trial.number, _short(exc))
+            log.warning("storage lost during trial %d: %s", trial.number, short_error(exc))
             return None
         except Exception as exc:
-            if _is_cuda_oom(exc):
-                error, oom = f"oom: {_short(exc)}", True
+            if is_cuda_oom(exc):
+                error, oom = f"oom: {short_error(exc)}", True
                 log.warning("trial %d: CUDA out of memory on %s", trial.number, self._where())
             else:
                 log.exception("trial %d of %s failed", trial.number, record.name)
-                error = f"{type(exc).__name__}: {_short(exc)}"
+                error = f"{type(exc).__name__}: {short_error(exc)}"
         if oom:
             # After the except block, so the exception (and anything it still
             # references) is gone before the allocator's cache is returned.
@@ -583,8 +430,8 @@ class Worker:
                 f"record trial {trial.number}",
                 until_stop=False,
             )
-        except _DB_ERRORS as exc:  # pragma: no cover - _patiently retries until stopped
-            log.warning("could not record trial %d: %s", trial.number, _short(exc))
+        except DB_ERRORS as exc:  # pragma: no cover - _patiently retries until stopped
+            log.warning("could not record trial %d: %s", trial.number, short_error(exc))
             return None
         if finished is None:
             log.warning(
@@ -600,7 +447,7 @@ class Worker:
             state=state.name,
             value=value
             if state == TrialState.COMPLETE
-            else _last_value(attrs, definition.objective.metric),
+            else last_value(attrs, definition.objective.metric),
             params=dict(trial.params),
             epochs_run=epochs,
             seconds=time.monotonic() - started,
@@ -625,25 +472,8 @@ class Worker:
             log.warning(
                 "could not hand back trial %d (%s); it will be retried once stale",
                 trial.number,
-                _short(exc),
+                short_error(exc),
             )
-
-
-def _is_cuda_oom(exc: BaseException) -> bool:
-    """CUDA out of memory, whether raised as such or as a RuntimeError by cuBLAS/cuDNN."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def _last_value(attrs: dict[str, Any], metric: str) -> float | None:
-    metrics = attrs.get("metrics") or []
-    return None if not metrics else metrics[-1].get(metric)
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:limit]
 
 
 def run_worker(

@@ -1,0 +1,209 @@
+"""Pieces of the pull loop: options, outcomes, heartbeats, patient reporting, error helpers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import optuna
+import sqlalchemy as sa
+import torch
+
+import storage
+
+log = logging.getLogger("workers.loop")
+
+T = TypeVar("T")
+
+# Errors meaning "the database is unreachable right now", worth waiting out.
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    optuna.exceptions.StorageInternalError,
+    storage.StorageUnavailableError,
+)
+MAX_BACKOFF_S = 30.0
+MAX_IN_TRIAL_BACKOFF_S = 10.0
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+@dataclass
+class WorkerOptions:
+    """How one worker process runs. Defaults match ``lrsearch worker``'s.
+
+    Attributes:
+        storage_url: SQLAlchemy URL; default ``LRSEARCH_STORAGE``.
+        study: Serve only this study, and exit once it is done or cancelled.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        max_trials: Exit after this many finished trials.
+        idle_exit: Exit after this many seconds without work.
+        poll_interval: Seconds between looks for work when there is none.
+        bf16: bfloat16 autocast on CUDA.
+        heartbeat_s: Seconds between heartbeats (``LRSEARCH_HEARTBEAT_S``, 10).
+        grace_s: Seconds without heartbeat after which a trial is stale
+            (``LRSEARCH_GRACE_S``, 60). Keep it several heartbeats long.
+        stop_timeout_s: After SIGTERM/SIGINT, the most seconds before the
+            worker gives its trial back and exits whatever it is doing
+            (``LRSEARCH_STOP_TIMEOUT_S``, 30).
+        label: Names this worker in its log lines, e.g. ``gpu3`` under the
+            GPU supervisor (``LRSEARCH_WORKER_LABEL``).
+        task_options: Passed to the task factory.
+        install_signal_handlers: Handle SIGTERM/SIGINT (main thread only).
+    """
+
+    storage_url: str | None = None
+    study: str | None = None
+    device: str = "auto"
+    max_trials: int | None = None
+    idle_exit: float | None = None
+    poll_interval: float = 1.0
+    bf16: bool = False
+    heartbeat_s: float = field(default_factory=lambda: env_float("LRSEARCH_HEARTBEAT_S", 10.0))
+    grace_s: float = field(default_factory=lambda: env_float("LRSEARCH_GRACE_S", 60.0))
+    stop_timeout_s: float = field(
+        default_factory=lambda: env_float("LRSEARCH_STOP_TIMEOUT_S", 30.0)
+    )
+    label: str | None = field(default_factory=lambda: os.environ.get("LRSEARCH_WORKER_LABEL"))
+    task_options: dict[str, Any] = field(default_factory=dict)
+    install_signal_handlers: bool = True
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What happened to one trial, for progress output."""
+
+    study: str
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    epochs_run: int
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class WorkerStats:
+    trials: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+
+
+def device_label(device: torch.device, env: Mapping[str, str] | None = None) -> str:
+    """The device as the machine knows it: ``cuda:3`` for ``cuda:0`` under CUDA_VISIBLE_DEVICES=3.
+
+    Recorded as the trial's ``device`` so that trials name the physical GPU,
+    not the process-local index (always ``cuda:0`` under the GPU supervisor).
+    """
+    if device.type != "cuda":
+        return str(device)
+    visible = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES", "")
+    ids = [v.strip() for v in visible.split(",") if v.strip()]
+    index = device.index or 0
+    return f"cuda:{ids[index]}" if index < len(ids) else str(device)
+
+
+class Heartbeat:
+    """Background thread for one running trial: heartbeats, and sweeps its study.
+
+    Heartbeats every ``interval``, then calls ``sweep``, which fails the
+    study's stale trials at most once per half grace period (see
+    :meth:`Worker._sweep_stale`): a dead worker's trial is retried on time even
+    while every live worker is busy with a long trial. ``lost`` is set when a
+    heartbeat finds that the trial was ended by someone else.
+    """
+
+    def __init__(
+        self,
+        backend: storage.Backend,
+        trial_id: int,
+        interval: float,
+        sweep: Callable[[], None],
+        on_db_error: Callable[[], None],
+    ) -> None:
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(backend, trial_id, interval, sweep, on_db_error),
+            daemon=True,
+            name="heartbeat",
+        )
+
+    def _run(
+        self,
+        backend: storage.Backend,
+        trial_id: int,
+        interval: float,
+        sweep: Callable[[], None],
+        on_db_error: Callable[[], None],
+    ) -> None:
+        while not self._stop.wait(interval):
+            try:
+                if not storage.heartbeat(backend, trial_id):
+                    self.lost.set()
+                    return
+            except DB_ERRORS as exc:
+                on_db_error()
+                log.warning("heartbeat for trial id %d failed: %s", trial_id, short_error(exc))
+                continue
+            try:
+                sweep()
+            except Exception as exc:
+                # A failed sweep is retried at the next interval; it must never
+                # take the heartbeat down with it.
+                log.warning("stale-trial sweep failed: %s", short_error(exc))
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class PatientTrial:
+    """An ``optuna.Trial`` whose ``report`` and ``should_prune`` wait out database outages.
+
+    Everything else is delegated. Only what :func:`train_trial` calls is wrapped.
+    """
+
+    def __init__(self, trial: optuna.Trial, patiently: Callable[[Callable[[], Any], str], Any]):
+        self._trial = trial
+        self._patiently = patiently
+
+    def report(self, value: float, step: int) -> None:
+        # Optuna caches a reported step only after the write succeeded, so a
+        # retried report neither duplicates nor warns.
+        self._patiently(lambda: self._trial.report(value, step), f"report epoch {step}")
+
+    def should_prune(self) -> bool:
+        return bool(self._patiently(self._trial.should_prune, "should_prune"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+
+def is_cuda_oom(exc: BaseException) -> bool:
+    """CUDA out of memory, whether raised as such or as a RuntimeError by cuBLAS/cuDNN."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def last_value(attrs: dict[str, Any], metric: str) -> float | None:
+    metrics = attrs.get("metrics") or []
+    return None if not metrics else metrics[-1].get(metric)
+
+
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:limit]
