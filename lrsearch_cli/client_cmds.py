@@ -239,7 +239,10 @@ def schedules_table(study: dict[str, Any], schedules: list[dict[str, Any]]) -> s
         counts = f"{s['n_complete']}/{s['n_pruned']}"
         b = s["best"]
         if b is None:
-            lines.append(f"{s['schedule']:<12} {'-':>8}  (no completed trial)  {counts}")
+            lines.append(
+                f"{s['schedule']:<12} {'-':>8}  (no completed trial; {s['n_pruned']} pruned, "
+                f"{s['n_failed']} failed)"
+            )
             continue
         lines.append(
             f"{s['schedule']:<12} {b['value']:>8.4f} {b['learning_rate']:>9.2e} "

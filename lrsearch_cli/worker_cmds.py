@@ -231,28 +231,17 @@ def demo(
 
 
 def best_schedules_table(backend: Any, record: Any) -> str:
-    """The best trial per schedule type as a plain-text table."""
+    """The best trial per schedule type, in the same table as ``lrsearch best``."""
+    from dataclasses import asdict
+
+    from lrsearch_cli.client_cmds import schedules_table
     from storage import best_per_schedule
 
     with backend.engine.connect() as conn:
-        stats = best_per_schedule(conn, record)
-    header = (
-        f"{'schedule':<12} {'best':>8} {'lr':>9} {'batch':>5} {'dropout':>7} "
-        f"{'init':<16} {'warmup':>6} {'epochs':>6} {'trial':>5}  completed/pruned"
-    )
-    lines = ["Best trial per schedule type (" + record.definition.objective.metric + ")", header]
-    lines.append("-" * len(header))
-    for s in stats:
-        b = s.best
-        if b is None:
-            lines.append(
-                f"{s.schedule:<12} {'-':>8}  (no completed trial; {s.n_pruned} pruned, "
-                f"{s.n_failed} failed)"
-            )
-            continue
-        lines.append(
-            f"{s.schedule:<12} {b.value:>8.4f} {b.learning_rate:>9.2e} {b.batch_size:>5} "
-            f"{b.dropout:>7.3f} {b.weight_init:<16} {b.warmup_epochs or 0:>6} "
-            f"{b.epochs_run:>6} {b.number:>5}  {s.n_complete}/{s.n_pruned}"
-        )
-    return "\n".join(lines)
+        stats = [asdict(s) for s in best_per_schedule(conn, record)]
+    study = {
+        "name": record.name,
+        "metric": record.definition.objective.metric,
+        "direction": record.direction,
+    }
+    return schedules_table(study, stats)

@@ -63,11 +63,9 @@ def best_trial(conn: Connection, record: StudyRecord) -> TrialRow | None:
     return None if row is None else row_from_mapping(row._mapping)
 
 
-def _state_counts(conn: Connection, study_id: int | None) -> dict[str, int]:
+def _state_counts(conn: Connection) -> dict[str, int]:
     state = state_text(optuna_trials.c.state)
     query = sa.select(state, sa.func.count()).select_from(optuna_trials).group_by(state)
-    if study_id is not None:
-        query = query.where(optuna_trials.c.study_id == study_id)
     counts = dict.fromkeys(TRIAL_STATES, 0)
     for name, n in conn.execute(query):
         counts[str(name)] = counts.get(str(name), 0) + int(n)
@@ -83,16 +81,16 @@ def trial_counts_by_state(conn: Connection) -> dict[str, int]:
     Returns:
         ``{state: count}`` for RUNNING, WAITING, COMPLETE, PRUNED and FAIL, zeros included.
     """
-    return _state_counts(conn, None)
+    return _state_counts(conn)
 
 
 def study_summary(conn: Connection, record: StudyRecord) -> StudySummary:
     """Counts per state, finished trials, best trial and epochs spent/saved.
 
-    A handful of small queries whatever the study's size: a ``GROUP BY state``
-    over Optuna's ``trials`` (the source of truth for states, also for trials
-    whose summary row is not written yet), :func:`storage.budget_counts` (which
-    owns the budget rule behind ``finished`` and ``done``), one aggregate over
+    A handful of small queries whatever the study's size:
+    :func:`storage.budget_counts` (a ``GROUP BY state`` over Optuna's
+    ``trials``, the source of truth for states, and the budget rule behind
+    ``finished`` and ``done``), one aggregate over
     ``lrsearch_trials``, the best-trial lookup, and the epochs reported so far
     by running trials.
 
@@ -108,8 +106,9 @@ def study_summary(conn: Connection, record: StudyRecord) -> StudySummary:
     Returns:
         The summary; ``counts`` has all five states, zeros included.
     """
-    counts = _state_counts(conn, record.study_id)
+    # budget_counts already groups the study's trials by state: reuse it.
     budget = budget_counts(conn, record)
+    counts = {**dict.fromkeys(TRIAL_STATES, 0), **budget.by_state}
     tr = trial_results.c
     pruned = tr.state == "PRUNED"
     spent, saved = conn.execute(

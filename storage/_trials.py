@@ -29,7 +29,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -78,6 +78,8 @@ class BudgetCounts:
     waiting: int
     running: int
     finished: int
+    by_state: dict[str, int] = field(default_factory=dict)
+    """Trials per Optuna state (only the states present)."""
 
     @property
     def used(self) -> int:
@@ -125,6 +127,7 @@ def budget_counts(conn: Connection, record: StudyRecord) -> BudgetCounts:
         waiting=by_state.get("WAITING", 0),
         running=by_state.get("RUNNING", 0),
         finished=sum(by_state.get(s, 0) for s in _FINISHED),
+        by_state=by_state,
     )
 
 

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import optuna
 import pytest
 
 from search_space import StudyDefinition, parse_definition
-
-# Optuna logs an INFO line per created study and trial; keep test output to what matters.
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 MINIMAL: dict[str, Any] = {"name": "digits-schedules", "task": "digits-mlp"}
 

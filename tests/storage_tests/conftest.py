@@ -7,37 +7,15 @@ every study gets a unique name and assertions look only at their own study.
 from __future__ import annotations
 
 import math
-import os
 import random
 from collections.abc import Iterator
 
-import optuna
 import pytest
-import sqlalchemy as sa
 
 import storage
 from storage import Backend
+from tests.conftest import postgres_url_or_skip
 from tests.storage_tests.helpers import Played, Step, budget_of, definition, play
-
-# Optuna logs an INFO line per created study and trial; keep test output to what matters.
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
-
-
-def _postgres_url() -> str:
-    url = os.environ.get("LRSEARCH_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    try:
-        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:
-        reason = f"PostgreSQL at {url} is unreachable: {type(exc).__name__}: {exc}"
-        if os.environ.get("LRSEARCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason + " (LRSEARCH_REQUIRE_POSTGRES=1)")
-        pytest.skip(reason)
-    return url
 
 
 @pytest.fixture(
@@ -51,7 +29,7 @@ def backend(
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('storage') / 'results.db'}"
     else:
-        url = _postgres_url()
+        url = postgres_url_or_skip()
     handle = storage.open_backend(url)
     yield handle
     handle.dispose()
