@@ -44,7 +44,7 @@ from playwright.sync_api import sync_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_queries import DEFAULT_URL, _drop_study, build_study
 
-import storage
+from lrsearch import storage
 
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -60,8 +60,8 @@ CHROMIUM_ARGS = [
 
 def app_factory() -> Any:
     """The service with the dashboard routers (until ``create_app`` includes them itself)."""
-    from service import API_PREFIX, Settings, create_app
-    from service.routes import curves, dashboard
+    from lrsearch.service import API_PREFIX, Settings, create_app
+    from lrsearch.service.routes import curves, dashboard
 
     app = create_app(Settings())
     paths = {getattr(route, "path", None) for route in app.routes}

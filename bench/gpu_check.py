@@ -42,11 +42,11 @@ from typing import Any
 import optuna
 import torch
 
-import storage
-from search_space import TrialConfig, parse_definition, validate_fixed_params
-from workers.loop import Worker, WorkerOptions
-from workers.tasks import DigitsMLPTask
-from workers.training import train_trial
+from lrsearch import storage
+from lrsearch.search_space import TrialConfig, parse_definition, validate_fixed_params
+from lrsearch.workers.loop import Worker, WorkerOptions
+from lrsearch.workers.tasks import DigitsMLPTask
+from lrsearch.workers.training import train_trial
 
 LRSEARCH = Path(sys.executable).with_name("lrsearch")
 BASE_PARAMS: dict[str, Any] = {
@@ -64,7 +64,7 @@ OOM_TASK_MODULE = textwrap.dedent(
     """
     import torch
     from torch import nn
-    from workers.tasks import DigitsMLPTask
+    from lrsearch.workers.tasks import DigitsMLPTask
 
 
     class _Greedy(nn.Module):

@@ -45,10 +45,10 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial
 
-import storage
-from search_space import StudyDefinition, parse_definition, sample_config
-from storage._tables import studies as our_studies
-from storage._tables import trial_results, trial_runs
+from lrsearch import storage
+from lrsearch.search_space import StudyDefinition, parse_definition, sample_config
+from lrsearch.storage._tables import studies as our_studies
+from lrsearch.storage._tables import trial_results, trial_runs
 
 DEFAULT_URL = os.environ.get(
     "LRSEARCH_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"

@@ -4,7 +4,7 @@ Pure: imports only the standard library, pydantic and optuna. No torch, no SQL,
 no files, no environment variables.
 """
 
-from search_space._config import (
+from lrsearch.search_space._config import (
     CosineSchedule,
     CyclicSchedule,
     ExponentialSchedule,
@@ -18,7 +18,7 @@ from search_space._config import (
     schedule_param_specs,
     validate_fixed_params,
 )
-from search_space._definition import (
+from lrsearch.search_space._definition import (
     Budget,
     FloatRange,
     IntRange,
@@ -30,9 +30,9 @@ from search_space._definition import (
     StudyDefinition,
     parse_definition,
 )
-from search_space._errors import ConfigError, DefinitionError, Problem, SearchSpaceError
-from search_space._sampling import make_pruner, make_sampler, sample_config
-from search_space._schedules import (
+from lrsearch.search_space._errors import ConfigError, DefinitionError, Problem, SearchSpaceError
+from lrsearch.search_space._sampling import make_pruner, make_sampler, sample_config
+from lrsearch.search_space._schedules import (
     CYCLIC_MODES,
     OPTIMIZERS,
     SCHEDULE_PARAMS,

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from search_space._definition import StudyDefinition
-from search_space._errors import ConfigError, Problem
-from search_space._schedules import (
+from lrsearch.search_space._definition import StudyDefinition
+from lrsearch.search_space._errors import ConfigError, Problem
+from lrsearch.search_space._schedules import (
     SCHEDULE_PARAMS,
     OptimizerName,
     ParamSpec,

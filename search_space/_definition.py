@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from search_space._errors import DefinitionError, Loc, Problem
-from search_space._schedules import (
+from lrsearch.search_space._errors import DefinitionError, Loc, Problem
+from lrsearch.search_space._schedules import (
     SCHEDULE_PARAMS,
     SCHEDULE_TYPES,
     WEIGHT_INITS,

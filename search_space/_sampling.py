@@ -7,9 +7,9 @@ from typing import Any
 
 import optuna
 
-from search_space._config import TrialConfig, config_from_params, schedule_param_specs
-from search_space._definition import StudyDefinition
-from search_space._schedules import ParamSpec
+from lrsearch.search_space._config import TrialConfig, config_from_params, schedule_param_specs
+from lrsearch.search_space._definition import StudyDefinition
+from lrsearch.search_space._schedules import ParamSpec
 
 
 def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:

@@ -5,8 +5,8 @@ Nothing is configured or connected at import time: settings are read when
 is opened in the app's lifespan.
 """
 
-from service.app import create_app, registered_tasks
-from service.openapi import API_PREFIX
-from service.settings import Settings
+from lrsearch.service.app import create_app, registered_tasks
+from lrsearch.service.openapi import API_PREFIX
+from lrsearch.service.settings import Settings
 
 __all__ = ["API_PREFIX", "Settings", "create_app", "registered_tasks"]

@@ -13,14 +13,14 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-import storage
-from service.errors import HANDLED, handle_error
-from service.importance import ImportanceCache
-from service.metrics import Metrics
-from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from service.openapi import API_PREFIX, build_openapi
-from service.routes import curves, dashboard, keys, ops, results, studies, trials
-from service.settings import Settings
+from lrsearch import storage
+from lrsearch.service.errors import HANDLED, handle_error
+from lrsearch.service.importance import ImportanceCache
+from lrsearch.service.metrics import Metrics
+from lrsearch.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from lrsearch.service.openapi import API_PREFIX, build_openapi
+from lrsearch.service.routes import curves, dashboard, keys, ops, results, studies, trials
+from lrsearch.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-import storage
-from service.errors import AuthenticationError, PermissionDeniedError
+from lrsearch import storage
+from lrsearch.service.errors import AuthenticationError, PermissionDeniedError
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-import storage
-from service.auth import Principal, requires
-from service.importance import ImportanceCache
-from service.settings import Settings
+from lrsearch import storage
+from lrsearch.service.auth import Principal, requires
+from lrsearch.service.importance import ImportanceCache
+from lrsearch.service.settings import Settings
 
 
 def get_backend(request: Request) -> storage.Backend:

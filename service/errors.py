@@ -29,8 +29,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-import storage
-from search_space import ConfigError, DefinitionError, Problem, SearchSpaceError
+from lrsearch import storage
+from lrsearch.search_space import ConfigError, DefinitionError, Problem, SearchSpaceError
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import optuna
 
-import storage
-from service.errors import ImportanceUnavailableError
-from service.settings import ImportanceEvaluator
+from lrsearch import storage
+from lrsearch.service.errors import ImportanceUnavailableError
+from lrsearch.service.settings import ImportanceEvaluator
 
 MIN_COMPLETE = 2
 IMPORTANCE_SAMPLE = 1000

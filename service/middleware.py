@@ -9,8 +9,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import BodyTooLargeError, problem_response
-from service.metrics import Metrics
+from lrsearch.service.errors import BodyTooLargeError, problem_response
+from lrsearch.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from search_space import StudyDefinition
-from service.errors import PROBLEM_MEDIA_TYPE
-from service.schemas import EXAMPLE_DEFINITION, ProblemDetails
+from lrsearch.search_space import StudyDefinition
+from lrsearch.service.errors import PROBLEM_MEDIA_TYPE
+from lrsearch.service.schemas import EXAMPLE_DEFINITION, ProblemDetails
 
 API_PREFIX = "/api/v1"
 CREATE_STUDY_OPERATION = "create_study"

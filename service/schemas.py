@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from search_space import StudyDefinition
-from storage import ApiKey, ScheduleStats, StudyRecord, StudySummary, TrialDetail, TrialRow
+from lrsearch.search_space import StudyDefinition
+from lrsearch.storage import ApiKey, ScheduleStats, StudyRecord, StudySummary, TrialDetail, TrialRow
 
 TrialStateName = Literal["RUNNING", "WAITING", "COMPLETE", "PRUNED", "FAIL"]
 StudyStateName = Literal["running", "paused", "cancelled", "finished"]

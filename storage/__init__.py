@@ -1,7 +1,7 @@
 """Everything that touches the database: engines, our tables, Optuna storage, queries."""
 
-from storage._curves import MAX_CURVES, curves, trial_detail
-from storage._dashboard_queries import (
+from lrsearch.storage._curves import MAX_CURVES, curves, trial_detail
+from lrsearch.storage._dashboard_queries import (
     MAX_IMPORTANCE_TRIALS,
     MAX_SCATTER_POINTS,
     ScatterSample,
@@ -10,8 +10,15 @@ from storage._dashboard_queries import (
     scatter_sample,
     trials_by_number,
 )
-from storage._engine import DEFAULT_URL, Backend, is_sqlite, make_engine, open_backend, resolve_url
-from storage._errors import (
+from lrsearch.storage._engine import (
+    DEFAULT_URL,
+    Backend,
+    is_sqlite,
+    make_engine,
+    open_backend,
+    resolve_url,
+)
+from lrsearch.storage._errors import (
     BudgetExhaustedError,
     InvalidStateError,
     StorageError,
@@ -19,7 +26,7 @@ from storage._errors import (
     StudyAlreadyExistsError,
     StudyNotFoundError,
 )
-from storage._keys import (
+from lrsearch.storage._keys import (
     SCOPES,
     ApiKey,
     KeyNotFoundError,
@@ -30,7 +37,7 @@ from storage._keys import (
     scope_allows,
     verify_key,
 )
-from storage._results import (
+from lrsearch.storage._results import (
     InvalidCursorError,
     ScheduleStats,
     StudySummary,
@@ -38,7 +45,7 @@ from storage._results import (
     TrialNotFoundError,
     TrialRow,
 )
-from storage._studies import (
+from lrsearch.storage._studies import (
     DEFAULT_TENANT,
     StudyRecord,
     StudyState,
@@ -49,15 +56,15 @@ from storage._studies import (
     list_studies,
     load_optuna_study,
 )
-from storage._summary import (
+from lrsearch.storage._summary import (
     best_per_schedule,
     best_trial,
     study_summary,
     top_trials_per_schedule,
     trial_counts_by_state,
 )
-from storage._trial_pages import MAX_PAGE_SIZE, TrialOrder, list_trials
-from storage._trials import (
+from lrsearch.storage._trial_pages import MAX_PAGE_SIZE, TrialOrder, list_trials
+from lrsearch.storage._trials import (
     BudgetCounts,
     budget_counts,
     claim_trial,

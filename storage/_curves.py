@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from optuna.trial import FrozenTrial
 from sqlalchemy.engine import Connection
 
-from storage._clock import db_now
-from storage._engine import Backend
-from storage._results import (
+from lrsearch.storage._clock import db_now
+from lrsearch.storage._engine import Backend
+from lrsearch.storage._results import (
     ROW_COLUMNS,
     TrialDetail,
     TrialNotFoundError,
@@ -31,9 +31,9 @@ from storage._results import (
     row_from_mapping,
     state_text,
 )
-from storage._studies import StudyRecord
-from storage._tables import trial_results, trial_runs
-from storage._trial_pages import row_from_params
+from lrsearch.storage._studies import StudyRecord
+from lrsearch.storage._tables import trial_results, trial_runs
+from lrsearch.storage._trial_pages import row_from_params
 
 MAX_CURVES = 200
 

@@ -18,21 +18,16 @@ from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.trial import FrozenTrial
 from sqlalchemy.engine import Connection
 
-from storage._results import ROW_COLUMNS, TrialRow, is_finite, row_from_mapping
-from storage._studies import StudyRecord
-from storage._tables import trial_results
+from lrsearch.storage import _optuna_schema as _optuna
+from lrsearch.storage._results import ROW_COLUMNS, TrialRow, is_finite, row_from_mapping
+from lrsearch.storage._studies import StudyRecord
+from lrsearch.storage._tables import trial_results
 
 MAX_SCATTER_POINTS = 10_000
 MAX_IMPORTANCE_TRIALS = 10_000
 _SCATTER_STATES = ("COMPLETE", "PRUNED")
 
-_optuna_params = sa.table(
-    "trial_params",
-    sa.column("trial_id", sa.Integer),
-    sa.column("param_name", sa.String),
-    sa.column("param_value", sa.Float),
-    sa.column("distribution_json", sa.Text),
-)
+_optuna_params = _optuna.trial_params
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import optuna
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from storage._tables import metadata
+from lrsearch.storage._tables import metadata
 
 DEFAULT_URL = "sqlite:///lrsearch.db"
 log = logging.getLogger(__name__)

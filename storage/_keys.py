@@ -16,11 +16,11 @@ from typing import Literal, get_args
 
 import sqlalchemy as sa
 
-from storage._clock import db_now
-from storage._engine import Backend
-from storage._errors import StorageError
-from storage._studies import DEFAULT_TENANT
-from storage._tables import api_keys
+from lrsearch.storage._clock import db_now
+from lrsearch.storage._engine import Backend
+from lrsearch.storage._errors import StorageError
+from lrsearch.storage._studies import DEFAULT_TENANT
+from lrsearch.storage._tables import api_keys
 
 Scope = Literal["read", "submit", "admin"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)

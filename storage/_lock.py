@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from storage._engine import Backend
+from lrsearch.storage._engine import Backend
 
 _LOCK_NAMESPACE = 0x4C52  # "LR": keeps our advisory locks apart from other users'
 _thread_locks: dict[str, threading.Lock] = {}

@@ -27,37 +27,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from storage._errors import StorageError
-from storage._tables import trial_results
+from lrsearch.storage import _optuna_schema as _optuna
+from lrsearch.storage._errors import StorageError
+from lrsearch.storage._tables import trial_results
 
 TRIAL_STATES: tuple[str, ...] = ("RUNNING", "WAITING", "COMPLETE", "PRUNED", "FAIL")
 FINISHED_STATES: tuple[str, ...] = ("COMPLETE", "PRUNED", "FAIL")
 ACTIVE_STATES: tuple[str, ...] = ("RUNNING", "WAITING")
 
-# Optuna's own tables, only the columns we read. ``state`` and the value types
-# are native enums on PostgreSQL: compare them through ``state_text``.
-optuna_trials = sa.table(
-    "trials",
-    sa.column("trial_id", sa.Integer),
-    sa.column("number", sa.Integer),
-    sa.column("study_id", sa.Integer),
-    sa.column("state", sa.String),
-    sa.column("datetime_start", sa.DateTime),
-    sa.column("datetime_complete", sa.DateTime),
-)
-optuna_intermediate = sa.table(
-    "trial_intermediate_values",
-    sa.column("trial_id", sa.Integer),
-    sa.column("step", sa.Integer),
-    sa.column("intermediate_value", sa.Float),
-    sa.column("intermediate_value_type", sa.String),
-)
-optuna_user_attrs = sa.table(
-    "trial_user_attributes",
-    sa.column("trial_id", sa.Integer),
-    sa.column("key", sa.String),
-    sa.column("value_json", sa.Text),
-)
+optuna_trials = _optuna.trials
+optuna_intermediate = _optuna.intermediate_values
+optuna_user_attrs = _optuna.trial_user_attrs
 
 
 class InvalidCursorError(StorageError, ValueError):

@@ -11,11 +11,11 @@ import optuna
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from search_space import StudyDefinition, make_pruner, make_sampler, parse_definition
-from storage._clock import db_now
-from storage._engine import Backend
-from storage._errors import InvalidStateError, StudyAlreadyExistsError, StudyNotFoundError
-from storage._tables import studies
+from lrsearch.search_space import StudyDefinition, make_pruner, make_sampler, parse_definition
+from lrsearch.storage._clock import db_now
+from lrsearch.storage._engine import Backend
+from lrsearch.storage._errors import InvalidStateError, StudyAlreadyExistsError, StudyNotFoundError
+from lrsearch.storage._tables import studies
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from storage._results import (
+from lrsearch.storage._results import (
     ROW_COLUMNS,
     TRIAL_STATES,
     ScheduleStats,
@@ -28,9 +28,9 @@ from storage._results import (
     row_from_mapping,
     state_text,
 )
-from storage._studies import StudyRecord
-from storage._tables import trial_results, trial_runs
-from storage._trials import budget_counts
+from lrsearch.storage._studies import StudyRecord
+from lrsearch.storage._tables import trial_results, trial_runs
+from lrsearch.storage._trials import budget_counts
 
 
 def _complete_with_value(record: StudyRecord) -> Any:

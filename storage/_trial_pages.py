@@ -25,8 +25,9 @@ import optuna
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from storage._clock import db_now
-from storage._results import (
+from lrsearch.storage import _optuna_schema as _optuna
+from lrsearch.storage._clock import db_now
+from lrsearch.storage._results import (
     ACTIVE_STATES,
     FINISHED_STATES,
     TRIAL_STATES,
@@ -41,25 +42,14 @@ from storage._results import (
     row_from_mapping,
     state_text,
 )
-from storage._studies import StudyRecord
-from storage._tables import trial_results, trial_runs
+from lrsearch.storage._studies import StudyRecord
+from lrsearch.storage._tables import trial_results, trial_runs
 
 MAX_PAGE_SIZE = 1000
 TrialOrder = Literal["number", "value"]
 
-_optuna_params = sa.table(
-    "trial_params",
-    sa.column("trial_id", sa.Integer),
-    sa.column("param_name", sa.String),
-    sa.column("param_value", sa.Float),
-    sa.column("distribution_json", sa.Text),
-)
-_optuna_system_attrs = sa.table(
-    "trial_system_attributes",
-    sa.column("trial_id", sa.Integer),
-    sa.column("key", sa.String),
-    sa.column("value_json", sa.Text),
-)
+_optuna_params = _optuna.trial_params
+_optuna_system_attrs = _optuna.trial_system_attrs
 
 # (name, type) of the columns both halves of the union select, in order.
 _COLUMNS: tuple[tuple[str, Any], ...] = (

@@ -37,31 +37,21 @@ import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Connection
 
-from search_space import StudyDefinition
-from storage._clock import db_now, now_expr
-from storage._engine import Backend
-from storage._errors import BudgetExhaustedError
-from storage._lock import study_lock
-from storage._studies import StudyRecord, get_study, get_study_conn, list_studies
-from storage._tables import trial_results, trial_runs
+from lrsearch.search_space import StudyDefinition
+from lrsearch.storage import _optuna_schema as _optuna
+from lrsearch.storage._clock import db_now, now_expr
+from lrsearch.storage._engine import Backend
+from lrsearch.storage._errors import BudgetExhaustedError
+from lrsearch.storage._lock import study_lock
+from lrsearch.storage._studies import StudyRecord, get_study, get_study_conn, list_studies
+from lrsearch.storage._tables import trial_results, trial_runs
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_S = 60.0
 
-_optuna_trials = sa.table(
-    "trials",
-    sa.column("trial_id", sa.Integer),
-    sa.column("number", sa.Integer),
-    sa.column("study_id", sa.Integer),
-    sa.column("state", sa.String),
-)
-_optuna_user_attrs = sa.table(
-    "trial_user_attributes",
-    sa.column("trial_id", sa.Integer),
-    sa.column("key", sa.String),
-    sa.column("value_json", sa.Text),
-)
+_optuna_trials = _optuna.trials
+_optuna_user_attrs = _optuna.trial_user_attrs
 # Optuna's state column is a native enum on PostgreSQL, which does not compare
 # with a VARCHAR parameter: compare its text.
 _state = sa.cast(_optuna_trials.c.state, sa.String)

@@ -1,6 +1,6 @@
 """Workers: tasks (data + model), the PyTorch training loop and device handling."""
 
-from workers._errors import (
+from lrsearch.workers._errors import (
     DeviceError,
     TaskDataError,
     TaskError,
@@ -8,9 +8,9 @@ from workers._errors import (
     UnknownTaskError,
     WorkerError,
 )
-from workers.device import resolve_device
-from workers.tasks import Task, TaskData, get_task, task_names
-from workers.training import TrainResult, train_trial
+from lrsearch.workers.device import resolve_device
+from lrsearch.workers.tasks import Task, TaskData, get_task, task_names
+from lrsearch.workers.training import TrainResult, train_trial
 
 __all__ = [
     "DeviceError",

@@ -13,9 +13,9 @@ import optuna
 import sqlalchemy as sa
 import torch
 
-import storage
+from lrsearch import storage
 
-log = logging.getLogger("workers.loop")
+log = logging.getLogger("lrsearch.workers.loop")
 
 T = TypeVar("T")
 

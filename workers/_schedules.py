@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch.optim import lr_scheduler
 
-from search_space import (
+from lrsearch.search_space import (
     CosineSchedule,
     CyclicSchedule,
     ExponentialSchedule,

@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 
 import torch
 
-from workers._errors import DeviceError
+from lrsearch.workers._errors import DeviceError
 
 _CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
 

@@ -42,10 +42,10 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-import storage
-from search_space import sample_config
-from workers._errors import TrainingInterrupted
-from workers._loop_support import (
+from lrsearch import storage
+from lrsearch.search_space import sample_config
+from lrsearch.workers._errors import TrainingInterrupted
+from lrsearch.workers._loop_support import (
     DB_ERRORS,
     MAX_BACKOFF_S,
     MAX_IN_TRIAL_BACKOFF_S,
@@ -59,10 +59,10 @@ from workers._loop_support import (
     last_value,
     short_error,
 )
-from workers.device import resolve_device
-from workers.supervisor import follow_supervisor
-from workers.tasks import get_task
-from workers.training import train_trial
+from lrsearch.workers.device import resolve_device
+from lrsearch.workers.supervisor import follow_supervisor
+from lrsearch.workers.tasks import get_task
+from lrsearch.workers.training import train_trial
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from search_space import WEIGHT_INITS
+from lrsearch.search_space import WEIGHT_INITS
 
 __all__ = ["init_weights", "make_cnn", "make_mlp"]
 

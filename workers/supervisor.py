@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import IO
 
-from workers._errors import DeviceError
+from lrsearch.workers._errors import DeviceError
 
 log = logging.getLogger(__name__)
 

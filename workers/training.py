@@ -20,11 +20,11 @@ import optuna
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from search_space import TrialConfig
-from workers._errors import TrainingInterrupted
-from workers._schedules import LRSchedule, build_optimizer
-from workers.device import autocast_context, resolve_device
-from workers.tasks import Task, TaskData
+from lrsearch.search_space import TrialConfig
+from lrsearch.workers._errors import TrainingInterrupted
+from lrsearch.workers._schedules import LRSchedule, build_optimizer
+from lrsearch.workers.device import autocast_context, resolve_device
+from lrsearch.workers.tasks import Task, TaskData
 
 __all__ = ["OBJECTIVES", "TrainResult", "train_trial"]
 

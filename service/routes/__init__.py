@@ -1,5 +1,5 @@
 """The API's routers, one module per concern."""
 
-from service.routes import curves, dashboard, keys, ops, results, studies, trials
+from lrsearch.service.routes import curves, dashboard, keys, ops, results, studies, trials
 
 __all__ = ["curves", "dashboard", "keys", "ops", "results", "studies", "trials"]

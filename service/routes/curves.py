@@ -13,10 +13,10 @@ from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-import storage
-from service.deps import BackendDep, ReadableStudy, Reader
-from service.openapi import API_PREFIX, problems
-from storage._results import TrialRow, finite_or_none
+from lrsearch import storage
+from lrsearch.service.deps import BackendDep, ReadableStudy, Reader
+from lrsearch.service.openapi import API_PREFIX, problems
+from lrsearch.storage._results import TrialRow, finite_or_none
 
 router = APIRouter(prefix=API_PREFIX, tags=["dashboard"])
 

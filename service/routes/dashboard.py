@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 from fastapi.responses import FileResponse, Response
 
-from service.errors import ServiceError
+from lrsearch.service.errors import ServiceError
 
 router = APIRouter(include_in_schema=False)
 

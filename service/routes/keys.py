@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-import storage
-from service.deps import Admin, BackendDep
-from service.openapi import API_PREFIX, problems
-from service.schemas import KeyCreatedOut, KeyCreateIn, KeyOut, key_out
+from lrsearch import storage
+from lrsearch.service.deps import Admin, BackendDep
+from lrsearch.service.openapi import API_PREFIX, problems
+from lrsearch.service.schemas import KeyCreatedOut, KeyCreateIn, KeyOut, key_out
 
 router = APIRouter(prefix=f"{API_PREFIX}/keys", tags=["keys"])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 
-from service.deps import BackendDep
-from service.metrics import CONTENT_TYPE
-from service.openapi import API_PREFIX, problems
-from service.schemas import HealthOut
+from lrsearch.service.deps import BackendDep
+from lrsearch.service.metrics import CONTENT_TYPE
+from lrsearch.service.openapi import API_PREFIX, problems
+from lrsearch.service.schemas import HealthOut
 
 router = APIRouter(prefix=API_PREFIX, tags=["operations"])
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-import storage
-from service.deps import BackendDep, ImportanceCacheDep, ReadableStudy, SettingsDep
-from service.importance import compute_importance
-from service.openapi import API_PREFIX, problems
-from service.schemas import (
+from lrsearch import storage
+from lrsearch.service.deps import BackendDep, ImportanceCacheDep, ReadableStudy, SettingsDep
+from lrsearch.service.importance import compute_importance
+from lrsearch.service.openapi import API_PREFIX, problems
+from lrsearch.service.schemas import (
     BestOut,
     ImportanceOut,
     SchedulesOut,

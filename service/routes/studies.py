@@ -8,12 +8,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
-import storage
-from search_space import parse_definition
-from service.deps import BackendDep, ReadableStudy, Reader, Submitter, WritableStudy
-from service.errors import BadCursorError
-from service.openapi import API_PREFIX, CREATE_STUDY_OPERATION, problems
-from service.schemas import StudyOut, StudyPage, study_brief, study_out
+from lrsearch import storage
+from lrsearch.search_space import parse_definition
+from lrsearch.service.deps import BackendDep, ReadableStudy, Reader, Submitter, WritableStudy
+from lrsearch.service.errors import BadCursorError
+from lrsearch.service.openapi import API_PREFIX, CREATE_STUDY_OPERATION, problems
+from lrsearch.service.schemas import StudyOut, StudyPage, study_brief, study_out
 
 router = APIRouter(prefix=f"{API_PREFIX}/studies", tags=["studies"])
 _CURSOR_PREFIX = "studies:"

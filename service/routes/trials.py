@@ -6,11 +6,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-import storage
-from search_space import ConfigError, Problem, validate_fixed_params
-from service.deps import BackendDep, ReadableStudy, WritableStudy
-from service.openapi import API_PREFIX, problems
-from service.schemas import (
+from lrsearch import storage
+from lrsearch.search_space import ConfigError, Problem, validate_fixed_params
+from lrsearch.service.deps import BackendDep, ReadableStudy, WritableStudy
+from lrsearch.service.openapi import API_PREFIX, problems
+from lrsearch.service.schemas import (
     EnqueuedOut,
     EnqueueIn,
     TrialDetailOut,

@@ -23,9 +23,9 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner, Result
 
-import storage
-from lrsearch_cli.main import app
-from service import Settings, create_app
+from lrsearch import storage
+from lrsearch.cli.main import app
+from lrsearch.service import Settings, create_app
 from tests.service_tests.helpers import drive_trials
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,7 +225,7 @@ def test_serve_runs_the_service_on_the_given_port(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     env = {**os.environ, "LRSEARCH_STORAGE": f"sqlite:///{tmp_path / 'serve.db'}"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "lrsearch_cli.main", "serve", "--port", str(port)],
+        [sys.executable, "-m", "lrsearch.cli.main", "serve", "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

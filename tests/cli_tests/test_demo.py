@@ -10,14 +10,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search_space import SCHEDULE_TYPES
+from lrsearch.search_space import SCHEDULE_TYPES
 
 
 @pytest.mark.slow
 def test_demo_runs_the_whole_loop_and_prints_the_best_schedules(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LRSEARCH_STORAGE"}
     result = subprocess.run(
-        [sys.executable, "-m", "lrsearch_cli.main", "demo", "--trials", "10"],
+        [sys.executable, "-m", "lrsearch.cli.main", "demo", "--trials", "10"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

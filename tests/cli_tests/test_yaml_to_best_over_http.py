@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-CLI = [sys.executable, "-m", "lrsearch_cli.main"]
+CLI = [sys.executable, "-m", "lrsearch.cli.main"]
 
 STUDY_YAML = """\
 name: {name}

@@ -25,11 +25,11 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
-import storage
-from search_space import SCHEDULE_TYPES, parse_definition
-from service import Settings, create_app
-from service.routes import curves, dashboard
-from workers.loop import WorkerOptions, run_worker
+from lrsearch import storage
+from lrsearch.search_space import SCHEDULE_TYPES, parse_definition
+from lrsearch.service import Settings, create_app
+from lrsearch.service.routes import curves, dashboard
+from lrsearch.workers.loop import WorkerOptions, run_worker
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

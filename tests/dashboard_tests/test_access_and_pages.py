@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from service import Settings
+from lrsearch.service import Settings
 from tests.dashboard_tests.conftest import (
     DashboardSite,
     dashboard_app,

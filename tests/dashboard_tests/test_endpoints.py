@@ -6,7 +6,7 @@ from importlib.resources import files
 
 import httpx
 
-import storage
+from lrsearch import storage
 from tests.dashboard_tests.conftest import API, DashboardSite
 
 

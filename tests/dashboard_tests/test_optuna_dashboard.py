@@ -17,7 +17,7 @@ import optuna
 import optuna_dashboard
 import pytest
 
-import storage
+from lrsearch import storage
 from tests.dashboard_tests.conftest import DashboardSite
 
 

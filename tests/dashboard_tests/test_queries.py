@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from optuna.trial import TrialState
 
-import storage
-from storage._dashboard_queries import (
+from lrsearch import storage
+from lrsearch.storage._dashboard_queries import (
     importance_sample,
     recent_trials,
     scatter_sample,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import storage
+from lrsearch import storage
 from tests.dashboard_tests.conftest import (
     DashboardSite,
     enter_key,

@@ -27,8 +27,8 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
-import storage
-from search_space import parse_definition
+from lrsearch import storage
+from lrsearch.search_space import parse_definition
 from tests.conftest import postgres_url_or_skip
 
 HERE = Path(__file__).resolve().parent

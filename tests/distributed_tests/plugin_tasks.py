@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from workers.tasks import SyntheticTask
+from lrsearch.workers.tasks import SyntheticTask
 
 OOM_FROM_BATCH = 128
 

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-import storage
-from storage._tables import trial_results, trial_runs
+from lrsearch import storage
+from lrsearch.storage._tables import trial_results, trial_runs
 from tests.distributed_tests.conftest import (
     Proc,
     Procs,

@@ -15,8 +15,8 @@ import pytest
 import typer
 import yaml
 
-from lrsearch_cli.main import app
-from service.settings import Settings
+from lrsearch.cli.main import app
+from lrsearch.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # Read by the worker process itself (workers.loop / storage), not by CLI options.

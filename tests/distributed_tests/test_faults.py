@@ -21,9 +21,9 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
-import storage
-from storage._tables import trial_results
-from storage._trials import sweep_stale_trials
+from lrsearch import storage
+from lrsearch.storage._tables import trial_results
+from lrsearch.storage._trials import sweep_stale_trials
 from tests.distributed_tests.conftest import (
     GRACE_S,
     HEARTBEAT_S,

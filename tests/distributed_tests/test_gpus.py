@@ -23,8 +23,11 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-import storage
-from search_space import validate_fixed_params
+from lrsearch import storage
+from lrsearch.search_space import validate_fixed_params
+from lrsearch.workers import DeviceError
+from lrsearch.workers.loop import Worker, WorkerOptions, device_label
+from lrsearch.workers.supervisor import Supervisor, parse_gpus
 from tests.distributed_tests.conftest import (
     Procs,
     assert_exact_budget,
@@ -33,9 +36,6 @@ from tests.distributed_tests.conftest import (
     worker_env,
     worker_sessions,
 )
-from workers import DeviceError
-from workers.loop import Worker, WorkerOptions, device_label
-from workers.supervisor import Supervisor, parse_gpus
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks behaviour without a GPU")
 
@@ -122,7 +122,7 @@ def test_supervisor_restarts_a_crashing_child_with_backoff_then_gives_up(
         restart_backoff_s=0.05,
     )
     started = time.monotonic()
-    with caplog.at_level("INFO", logger="workers.supervisor"):
+    with caplog.at_level("INFO", logger="lrsearch.workers.supervisor"):
         assert sup.run(install_signal_handlers=False) == 1
     # Two restarts, after 0.05 and 0.1 s.
     assert time.monotonic() - started >= 0.15

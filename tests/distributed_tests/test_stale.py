@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-import storage
-from storage._tables import trial_results, trial_runs
-from storage._trials import sweep_stale_trials
+from lrsearch import storage
+from lrsearch.storage._tables import trial_results, trial_runs
+from lrsearch.storage._trials import sweep_stale_trials
 from tests.distributed_tests.conftest import assert_exact_budget, trials_of
 
 pytestmark = pytest.mark.postgres

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from search_space import StudyDefinition, parse_definition
+from lrsearch.search_space import StudyDefinition, parse_definition
 
 MINIMAL: dict[str, Any] = {"name": "digits-schedules", "task": "digits-mlp"}
 

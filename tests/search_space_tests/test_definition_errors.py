@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search_space import (
+from lrsearch.search_space import (
     SCHEDULE_TYPES,
     WEIGHT_INITS,
     DefinitionError,

@@ -8,7 +8,7 @@ import sys
 import types
 from pathlib import Path
 
-import search_space
+from lrsearch import search_space
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 import pytest
 
-from search_space import (
+from lrsearch.search_space import (
     ConfigError,
     CosineSchedule,
     CyclicSchedule,

@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 import pytest
 
-from search_space import (
+from lrsearch.search_space import (
     SCHEDULE_TYPES,
     StudyDefinition,
     TrialConfig,

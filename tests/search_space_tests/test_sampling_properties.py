@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from search_space import (
+from lrsearch.search_space import (
     OPTIMIZERS,
     SCHEDULE_PARAMS,
     SCHEDULE_TYPES,

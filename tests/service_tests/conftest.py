@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-import storage
-from service import Settings, create_app
+from lrsearch import storage
+from lrsearch.service import Settings, create_app
 from tests.conftest import postgres_url_or_skip
 from tests.service_tests.helpers import DriveTrials, drive_trials
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
 
-import storage
-from search_space import TrialConfig, sample_config
+from lrsearch import storage
+from lrsearch.search_space import TrialConfig, sample_config
 
 
 @dataclass

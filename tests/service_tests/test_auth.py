@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-import storage
-from service import Settings, create_app
-from storage._tables import api_keys
+from lrsearch import storage
+from lrsearch.service import Settings, create_app
+from lrsearch.storage._tables import api_keys
 from tests.service_tests.conftest import Api, TestClient, unique_name
 from tests.service_tests.helpers import DriveTrials
 

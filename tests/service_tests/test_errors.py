@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service import Settings, create_app
+from lrsearch.service import Settings, create_app
 from tests.service_tests.conftest import Api, TestClient
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}

@@ -30,9 +30,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-import storage
-from search_space import parse_definition
-from service import Settings, create_app
+from lrsearch import storage
+from lrsearch.search_space import parse_definition
+from lrsearch.service import Settings, create_app
 from tests.service_tests.conftest import TestClient, unique_name
 from tests.service_tests.helpers import drive_trials
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import service
+from lrsearch import service
 from tests.service_tests.conftest import Api
 from tests.service_tests.helpers import DriveTrials
 

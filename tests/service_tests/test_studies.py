@@ -35,7 +35,7 @@ def test_create_returns_201_with_the_filled_in_definition(api: Api) -> None:
 
 
 def test_create_accepts_the_documented_example(api: Api) -> None:
-    from service.schemas import EXAMPLE_DEFINITION
+    from lrsearch.service.schemas import EXAMPLE_DEFINITION
 
     body = {**EXAMPLE_DEFINITION, "name": unique_name(), "task": "synthetic"}
     assert api.post("/studies", json=body).status_code == 201

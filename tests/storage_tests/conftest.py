@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-import storage
-from storage import Backend
+from lrsearch import storage
+from lrsearch.storage import Backend
 from tests.conftest import postgres_url_or_skip
 from tests.storage_tests.helpers import Played, Step, budget_of, definition, play
 

@@ -18,9 +18,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-import storage
-from search_space import StudyDefinition, parse_definition, sample_config
-from storage import Backend, StudyRecord
+from lrsearch import storage
+from lrsearch.search_space import StudyDefinition, parse_definition, sample_config
+from lrsearch.storage import Backend, StudyRecord
 
 STATES = ("RUNNING", "WAITING", "COMPLETE", "PRUNED", "FAIL")
 

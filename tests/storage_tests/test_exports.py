@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import storage
+from lrsearch import storage
 
 RESULT_API = {
     "InvalidCursorError",

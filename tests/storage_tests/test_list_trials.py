@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import pytest
 from optuna.trial import FrozenTrial
 
-import storage
-from storage import Backend, InvalidCursorError, StorageError, TrialRow
+from lrsearch import storage
+from lrsearch.storage import Backend, InvalidCursorError, StorageError, TrialRow
 from tests.storage_tests.helpers import STATES, Played, all_trials, finite, sort_best
 
 

@@ -7,8 +7,8 @@ import math
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-import storage
-from storage import Backend, TrialRow
+from lrsearch import storage
+from lrsearch.storage import Backend, TrialRow
 from tests.storage_tests.helpers import (
     STATES,
     Played,

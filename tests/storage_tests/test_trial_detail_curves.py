@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
-import storage
-from storage import Backend, TrialNotFoundError
+from lrsearch import storage
+from lrsearch.storage import Backend, TrialNotFoundError
 from tests.storage_tests.helpers import Played, all_trials
 
 

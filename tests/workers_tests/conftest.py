@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from search_space import TrialConfig
-from workers.tasks import SyntheticTask
+from lrsearch.search_space import TrialConfig
+from lrsearch.workers.tasks import SyntheticTask
 
 ConfigFactory = Callable[..., TrialConfig]
 

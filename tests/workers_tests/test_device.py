@@ -7,8 +7,8 @@ import contextlib
 import pytest
 import torch
 
-from workers import DeviceError, WorkerError, resolve_device
-from workers.device import autocast_context
+from lrsearch.workers import DeviceError, WorkerError, resolve_device
+from lrsearch.workers.device import autocast_context
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="covers the no-GPU branch")
 

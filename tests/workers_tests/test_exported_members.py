@@ -6,11 +6,8 @@ from types import ModuleType
 
 import pytest
 
-import workers
-import workers.device
-import workers.models
-import workers.tasks
-import workers.training
+from lrsearch import workers
+from lrsearch.workers import device, models, tasks, training  # noqa: F401
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ import math
 
 import pytest
 
+from lrsearch.workers.tasks import SyntheticTask
+from lrsearch.workers.training import train_trial
 from tests.workers_tests.conftest import ConfigFactory
-from workers.tasks import SyntheticTask
-from workers.training import train_trial
 
 LR = 0.04
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from search_space import WEIGHT_INITS
-from workers.models import init_weights, make_cnn, make_mlp
-from workers.tasks import SyntheticTask
+from lrsearch.search_space import WEIGHT_INITS
+from lrsearch.workers.models import init_weights, make_cnn, make_mlp
+from lrsearch.workers.tasks import SyntheticTask
 
 FAN_IN, FAN_OUT = 512, 256  # a rectangular layer tells fan-in from fan-out
 

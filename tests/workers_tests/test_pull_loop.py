@@ -11,9 +11,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import storage
-from search_space import parse_definition
-from workers.loop import TrialOutcome, WorkerOptions, run_worker
+from lrsearch import storage
+from lrsearch.search_space import parse_definition
+from lrsearch.workers.loop import TrialOutcome, WorkerOptions, run_worker
 
 
 def _create(url: str, name: str, **overrides: Any) -> storage.StudyRecord:
@@ -164,7 +164,7 @@ def test_two_worker_processes_share_one_postgres_study(postgres_url: str, study_
     cmd = [
         sys.executable,
         "-m",
-        "lrsearch_cli.main",
+        "lrsearch.cli.main",
         "worker",
         "--study",
         study_name,

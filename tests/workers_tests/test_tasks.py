@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from tests.workers_tests.conftest import ConfigFactory
-from workers import TaskDataError, TaskError, UnknownTaskError, WorkerError
-from workers.tasks import (
+from lrsearch.workers import TaskDataError, TaskError, UnknownTaskError, WorkerError
+from lrsearch.workers.tasks import (
     DigitsMLPTask,
     NpzClassifierTask,
     SyntheticTask,
@@ -21,7 +20,8 @@ from workers.tasks import (
     get_task,
     task_names,
 )
-from workers.training import train_trial
+from lrsearch.workers.training import train_trial
+from tests.workers_tests.conftest import ConfigFactory
 
 BUILT_INS = {
     "digits-mlp": DigitsMLPTask,
@@ -81,7 +81,7 @@ def _install_plugin(root: Path, monkeypatch: pytest.MonkeyPatch, entry_points: s
     (root / "my_tasks.py").write_text(
         textwrap.dedent(
             """
-            from workers.tasks import SyntheticTask
+            from lrsearch.workers.tasks import SyntheticTask
 
             class Tiny(SyntheticTask):
                 name = "tiny"

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from lrsearch.workers import TrainingInterrupted, WorkerError
+from lrsearch.workers.tasks import SyntheticTask
+from lrsearch.workers.training import TrainResult, train_trial
 from tests.workers_tests.conftest import ConfigFactory
-from workers import TrainingInterrupted, WorkerError
-from workers.tasks import SyntheticTask
-from workers.training import TrainResult, train_trial
 
 METRIC_KEYS = {"epoch", "train_loss", "val_loss", "val_accuracy", "lr", "seconds"}
 

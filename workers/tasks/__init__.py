@@ -4,7 +4,7 @@ Built in: ``digits-mlp`` (:class:`DigitsMLPTask`), ``synthetic``
 (:class:`SyntheticTask`) and ``npz-classifier`` (:class:`NpzClassifierTask`).
 """
 
-from workers.tasks._registry import (
+from lrsearch.workers.tasks._registry import (
     ENTRY_POINT_GROUP,
     Task,
     TaskData,
@@ -12,9 +12,9 @@ from workers.tasks._registry import (
     get_task,
     task_names,
 )
-from workers.tasks.digits import DigitsMLPTask
-from workers.tasks.npz import NpzClassifierTask
-from workers.tasks.synthetic import SyntheticTask
+from lrsearch.workers.tasks.digits import DigitsMLPTask
+from lrsearch.workers.tasks.npz import NpzClassifierTask
+from lrsearch.workers.tasks.synthetic import SyntheticTask
 
 __all__ = [
     "ENTRY_POINT_GROUP",

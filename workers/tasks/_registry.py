@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from workers._errors import TaskDataError, TaskError, UnknownTaskError
+from lrsearch.workers._errors import TaskDataError, TaskError, UnknownTaskError
 
 ENTRY_POINT_GROUP = "lrsearch.tasks"
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers.models import init_weights, make_mlp
-from workers.tasks._registry import TaskData, check_options
+from lrsearch.workers.models import init_weights, make_mlp
+from lrsearch.workers.tasks._registry import TaskData, check_options
 
 _VAL_FRACTION = 0.2
 _HIDDEN = (128, 64)

@@ -18,9 +18,9 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from workers._errors import TaskDataError, TaskError
-from workers.models import init_weights, make_cnn, make_mlp
-from workers.tasks._registry import TaskData, check_options
+from lrsearch.workers._errors import TaskDataError, TaskError
+from lrsearch.workers.models import init_weights, make_cnn, make_mlp
+from lrsearch.workers.tasks._registry import TaskData, check_options
 
 PATH_ENV = "LRSEARCH_TASK_NPZ"
 REQUIRED_KEYS = ("x_train", "y_train", "x_val", "y_val")

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers._errors import TaskError
-from workers.models import init_weights, make_mlp
-from workers.tasks._registry import TaskData, check_options
+from lrsearch.workers._errors import TaskError
+from lrsearch.workers.models import init_weights, make_mlp
+from lrsearch.workers.tasks._registry import TaskData, check_options
 
 _DEFAULTS: dict[str, float] = {
     "n_train": 2000,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from lrsearch_cli import client_cmds, worker_cmds
+from lrsearch.cli import client_cmds, worker_cmds
 
 app = typer.Typer(
     name="lrsearch",

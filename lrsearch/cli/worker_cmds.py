@@ -62,9 +62,9 @@ def worker(
     if gpus:
         _supervise(gpus, trials_per_gpu, device, study, max_trials, idle_exit, bf16, verbose)
         return
-    import storage
-    from workers import DeviceError
-    from workers.loop import WorkerOptions, run_worker
+    from lrsearch import storage
+    from lrsearch.workers import DeviceError
+    from lrsearch.workers.loop import WorkerOptions, run_worker
 
     options = WorkerOptions(
         study=study, device=device, max_trials=max_trials, idle_exit=idle_exit, bf16=bf16
@@ -90,9 +90,9 @@ def _supervise(
     """``worker --gpus``: one ``lrsearch worker`` child per GPU slot, pinned and supervised."""
     import torch
 
-    from workers import DeviceError
-    from workers.loop import WorkerOptions
-    from workers.supervisor import Supervisor, parse_gpus
+    from lrsearch.workers import DeviceError
+    from lrsearch.workers.loop import WorkerOptions
+    from lrsearch.workers.supervisor import Supervisor, parse_gpus
 
     if device not in ("auto", "cuda", "cpu"):
         typer.echo(
@@ -107,7 +107,7 @@ def _supervise(
     except DeviceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    child = [sys.executable, "-m", "lrsearch_cli.main", "worker"]
+    child = [sys.executable, "-m", "lrsearch.cli.main", "worker"]
     child += ["--device", "cpu" if on_cpu else "cuda:0"]
     if study is not None:
         child += ["--study", study]
@@ -182,8 +182,8 @@ def demo(
     """Run a whole study on the embedded SQLite storage and print the best schedules."""
     _setup_logging()
     logging.getLogger().setLevel(logging.WARNING)
-    import storage
-    from search_space import parse_definition, validate_fixed_params
+    from lrsearch import storage
+    from lrsearch.search_space import parse_definition, validate_fixed_params
 
     url = storage.resolve_url()
     backend = storage.open_backend(url)
@@ -206,7 +206,7 @@ def demo(
         f"study {name}: task digits-mlp, {trials} trials x up to {DEMO_EPOCHS} epochs, "
         "6 schedule types, TPE sampler, Hyperband pruner"
     )
-    from workers.loop import WorkerOptions, run_worker
+    from lrsearch.workers.loop import WorkerOptions, run_worker
 
     finished = 0
 
@@ -225,7 +225,7 @@ def demo(
     typer.echo(best_schedules_table(backend, storage.get_study(backend, name)))
     backend.dispose()
     if serve:
-        from lrsearch_cli.client_cmds import serve_demo
+        from lrsearch.cli.client_cmds import serve_demo
 
         serve_demo(url=url, study=name, host=host, port=port)
 
@@ -234,8 +234,8 @@ def best_schedules_table(backend: Any, record: Any) -> str:
     """The best trial per schedule type, in the same table as ``lrsearch best``."""
     from dataclasses import asdict
 
-    from lrsearch_cli.client_cmds import schedules_table
-    from storage import best_per_schedule
+    from lrsearch.cli.client_cmds import schedules_table
+    from lrsearch.storage import best_per_schedule
 
     with backend.engine.connect() as conn:
         stats = [asdict(s) for s in best_per_schedule(conn, record)]

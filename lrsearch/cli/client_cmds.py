@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
 def _run_service(settings: Any, host: str, port: int) -> None:
     import uvicorn
 
-    from service import create_app
+    from lrsearch.service import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
@@ -63,15 +63,15 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
     """Run the REST service on LRSEARCH_STORAGE (settings from LRSEARCH_* variables)."""
-    from service import Settings
+    from lrsearch.service import Settings
 
     _run_service(Settings(), host, port)
 
 
 def serve_demo(*, url: str, study: str, host: str, port: int) -> None:
     """Serve the demo's storage with keys on, and print the dashboard URL and a read key."""
-    import storage
-    from service import API_PREFIX, Settings
+    from lrsearch import storage
+    from lrsearch.service import API_PREFIX, Settings
 
     backend = storage.open_backend(url)
     try:
@@ -264,7 +264,7 @@ def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant whose studies the key sees.")] = "default",
 ) -> None:
     """Create an API key in LRSEARCH_STORAGE; prints the key alone on stdout, once."""
-    import storage
+    from lrsearch import storage
 
     backend = storage.open_backend()
     try:
