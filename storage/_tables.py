@@ -1,4 +1,8 @@
-"""Our own tables, beside Optuna's schema. All are prefixed ``lrsearch_``."""
+"""Our own tables, beside Optuna's schema. All are prefixed ``lrsearch_``.
+
+This is the schema at the newest migration (``storage/_migrations/versions``);
+a change here needs a new revision there (a test compares the two).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ studies = sa.Table(
     "lrsearch_studies",
     metadata,
     sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String(512), nullable=False, unique=True),
+    # Unique per tenant (below): another tenant never learns that a name is taken.
+    sa.Column("name", sa.String(512), nullable=False),
     sa.Column("tenant", sa.String(128), nullable=False, index=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("task", sa.String(128), nullable=False),
@@ -21,6 +26,15 @@ studies = sa.Table(
     sa.Column("definition", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Optuna's study_name is unique across tenants: ``<tenant>/<name>`` outside
+    # the default tenant (names and tenants cannot contain ``/``).
+    sa.Column("optuna_name", sa.String(512), nullable=False),
+    # Why the study is ``failed`` (NULL otherwise).
+    sa.Column("state_reason", sa.Text, nullable=True),
+    # The format of ``definition``; rows of an older format are upgraded on read.
+    sa.Column("definition_version", sa.Integer, nullable=False, server_default="1"),
+    sa.UniqueConstraint("tenant", "name", name="uq_lrsearch_studies_tenant_name"),
+    sa.UniqueConstraint("optuna_name", name="uq_lrsearch_studies_optuna_name"),
 )
 
 # One row per finished trial, written when the trial finishes. The service reads

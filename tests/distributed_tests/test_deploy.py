@@ -69,6 +69,12 @@ def _worker_option_envvars() -> set[str]:
     return names
 
 
+def _worker_settings_env() -> set[str]:
+    from lrsearch.workers.settings import WorkerSettings, env_name
+
+    return {env_name(field) for field in WorkerSettings.model_fields}
+
+
 def _dockerfile(name: str) -> str:
     return (ROOT / name).read_text()
 
@@ -107,7 +113,7 @@ def test_everything_waits_for_a_healthy_postgres(services: dict[str, Any], name:
 def test_api_and_workers_wait_for_the_schema_step(services: dict[str, Any], name: str) -> None:
     assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["restart"] == "no"
-    assert "open_backend" in " ".join(services["migrate"]["command"])
+    assert services["migrate"]["command"] == ["lrsearch", "db", "upgrade"]
 
 
 @pytest.mark.parametrize("name", ["migrate", "api", "worker"])
@@ -130,7 +136,8 @@ def test_worker_is_configured_by_environment_only(services: dict[str, Any]) -> N
     worker = services["worker"]
     assert worker["command"] == ["lrsearch", "worker"]
     env = _env(worker)
-    known = _worker_option_envvars() | WORKER_PROCESS_ENV
+    # WorkerSettings defines every variable a worker reads (its options fall back to them).
+    known = _worker_option_envvars() | WORKER_PROCESS_ENV | _worker_settings_env()
     assert set(env) <= known, f"not read by the worker: {set(env) - known}"
     assert {"LRSEARCH_STORAGE", "LRSEARCH_GPUS", "LRSEARCH_HEARTBEAT_S", "LRSEARCH_GRACE_S"} <= set(
         env
@@ -161,13 +168,15 @@ def test_worker_stop_grace_outlasts_its_stop_timeout(services: dict[str, Any]) -
     assert grace > stop_timeout + 15
 
 
-def test_dockerfile_api_is_slim_with_cpu_torch_and_serves_on_all_interfaces() -> None:
+def test_dockerfile_api_is_slim_without_torch_and_serves_on_all_interfaces() -> None:
     ins = _instructions(_dockerfile("Dockerfile.api"))
     froms = [rest for word, rest in ins if word == "FROM"]
     assert froms == ["python:3.11-slim"]
     runs = " ".join(rest for word, rest in ins if word == "RUN")
-    assert "download.pytorch.org/whl/cpu" in runs
-    assert "pip install ." in runs
+    # The base install, without the `worker` extra: no torch in the API image.
+    assert "pip install . " in runs
+    assert "[worker]" not in runs
+    assert "download.pytorch.org" not in runs
     (cmd,) = [rest for word, rest in ins if word == "CMD"]
     assert cmd.startswith('["lrsearch", "serve"')
     assert '"0.0.0.0"' in cmd
@@ -182,7 +191,7 @@ def test_dockerfile_worker_builds_on_a_cuda_pytorch_image() -> None:
         r"pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-runtime", args["PYTORCH_IMAGE"]
     )
     assert [rest for word, rest in ins if word == "FROM"] == ["${PYTORCH_IMAGE}"]
-    assert any(word == "RUN" and "pip install ." in rest for word, rest in ins)
+    assert any(word == "RUN" and 'pip install ".[worker]"' in rest for word, rest in ins)
     assert ("CMD", '["lrsearch", "worker"]') in ins
     assert any(word == "USER" and rest != "root" for word, rest in ins)
 
