@@ -189,8 +189,13 @@ def _fake_trials(defn: StudyDefinition, n: int, rng: random.Random) -> list[_Fak
         if state == "COMPLETE":
             curve[-1] = final
         value = curve[-1] if state in ("COMPLETE", "PRUNED") else None
-        retried = state == "FAIL" and rng.random() < 0.5
-        retry_of, pending_retry = pending_retry, (number if retried else None)
+        # A failure is retried by the next trial. ``retried`` is set on the failed
+        # trial only when that retry is created (below), never from the wish to
+        # retry: the last trial of the study has no next trial to retry it.
+        wants_retry = state == "FAIL" and rng.random() < 0.5
+        retry_of, pending_retry = pending_retry, (number if wants_retry else None)
+        if retry_of is not None:
+            out[retry_of].retried = True
         lr = float(sampler.params["learning_rate"])
         attrs: dict[str, Any] = {
             "lr_curve": [lr * 0.9**e for e in range(epochs)],
@@ -224,7 +229,7 @@ def _fake_trials(defn: StudyDefinition, n: int, rng: random.Random) -> list[_Fak
                 start=start,
                 done=start + datetime.timedelta(seconds=3 * max(epochs, 1)),
                 retry_of=retry_of,
-                retried=retried,
+                retried=False,
             )
         )
     return out
@@ -337,7 +342,7 @@ def naive_best_per_schedule(
     backend: storage.Backend, record: storage.StudyRecord
 ) -> list[_NaiveStats]:
     """What a service without the summary table would do: load every trial, compute in Python."""
-    study = optuna.load_study(study_name=record.name, storage=backend.optuna_storage)
+    study = optuna.load_study(study_name=record.optuna_name, storage=backend.optuna_storage)
     trials = study.trials
     retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
     sign = -1.0 if record.direction == "maximize" else 1.0
@@ -433,6 +438,23 @@ def _check(backend: storage.Backend, record: storage.StudyRecord) -> None:
             assert math.isclose(got.median_value or 0.0, want.median_value, rel_tol=1e-9)
     assert summary.finished == record.n_trials, (summary.finished, record.n_trials)
     assert summary.done
+    # ``retried`` rows and the retries in Optuna's tables agree one for one.
+    with backend.engine.connect() as conn:
+        flagged = conn.execute(
+            sa.select(trial_results.c.number).where(
+                trial_results.c.study_id == record.study_id, trial_results.c.retried.is_(True)
+            )
+        ).scalars()
+        flagged_numbers = {int(n) for n in flagged}
+        retry_of = conn.execute(
+            sa.text(
+                "SELECT a.value_json FROM trial_user_attributes a JOIN trials t"
+                " ON t.trial_id = a.trial_id WHERE t.study_id = :s AND a.key = 'retry_of'"
+            ),
+            {"s": record.study_id},
+        ).scalars()
+        retried_numbers = {int(json.loads(v)) for v in retry_of}
+    assert flagged_numbers == retried_numbers, flagged_numbers ^ retried_numbers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -510,7 +532,7 @@ def _bench(
         ("trial_detail", lambda: storage.trial_detail(backend, record, 1)),
         (
             "get_study (record lookup)",
-            _with_conn(backend, lambda c: storage.get_study_conn(c, record.name)),
+            _with_conn(backend, lambda c: storage.read_study(record.name, conn=c)),
         ),
     ]
     rows = [(label, reps, _time(fn, reps, warmup=3)) for label, fn in cases]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 import torch
 
 from lrsearch import storage
+from lrsearch.workers.settings import WorkerSettings
 
 log = logging.getLogger("lrsearch.workers.loop")
 
@@ -28,11 +30,6 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 MAX_BACKOFF_S = 30.0
 MAX_IN_TRIAL_BACKOFF_S = 10.0
-
-
-def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
 
 
 @dataclass
@@ -66,12 +63,10 @@ class WorkerOptions:
     idle_exit: float | None = None
     poll_interval: float = 1.0
     bf16: bool = False
-    heartbeat_s: float = field(default_factory=lambda: env_float("LRSEARCH_HEARTBEAT_S", 10.0))
-    grace_s: float = field(default_factory=lambda: env_float("LRSEARCH_GRACE_S", 60.0))
-    stop_timeout_s: float = field(
-        default_factory=lambda: env_float("LRSEARCH_STOP_TIMEOUT_S", 30.0)
-    )
-    label: str | None = field(default_factory=lambda: os.environ.get("LRSEARCH_WORKER_LABEL"))
+    heartbeat_s: float = field(default_factory=lambda: WorkerSettings().heartbeat_s)
+    grace_s: float = field(default_factory=lambda: WorkerSettings().grace_s)
+    stop_timeout_s: float = field(default_factory=lambda: WorkerSettings().stop_timeout_s)
+    label: str | None = field(default_factory=lambda: WorkerSettings().worker_label)
     task_options: dict[str, Any] = field(default_factory=dict)
     install_signal_handlers: bool = True
 
@@ -190,6 +185,75 @@ class PatientTrial:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._trial, name)
+
+
+def patiently(
+    call: Callable[[], T],
+    what: str,
+    *,
+    stop: threading.Event,
+    on_db_error: Callable[[], None],
+    until_stop: bool = True,
+) -> T:
+    """``call()``, retried with backoff while the database is unreachable.
+
+    With ``until_stop``, a stop request ends the waiting (the error is
+    raised); otherwise only the stop watchdog does.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except DB_ERRORS as exc:
+            on_db_error()
+            if until_stop and stop.is_set():
+                raise
+            log.warning(
+                "%s: storage unavailable (%s); retrying in %.1f s", what, short_error(exc), delay
+            )
+            if until_stop:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
+            delay = min(delay * 2, MAX_IN_TRIAL_BACKOFF_S)
+
+
+def fail_unrecorded(
+    backend: storage.Backend, study: optuna.Study, trial: optuna.Trial, error: str
+) -> optuna.trial.FrozenTrial | None:
+    """End a trial whose result could not be recorded as FAIL with ``error``, if possible."""
+    try:
+        return storage.finish_trial(
+            backend, study, trial, state=optuna.trial.TrialState.FAIL, user_attrs={"error": error}
+        )
+    except Exception as exc:
+        log.error(
+            "trial %d: could not record its failure either (%s); the stale sweep will",
+            trial.number,
+            short_error(exc),
+        )
+        return None
+
+
+def hand_back(
+    backend: storage.Backend,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    record: storage.StudyRecord,
+    *,
+    reason: str,
+) -> None:
+    """Fail the trial and enqueue its retry; if that fails, the stale sweep retries it."""
+    try:
+        storage.give_back(
+            backend, study, trial._trial_id, reason=reason, definition=record.definition
+        )
+    except Exception as exc:
+        log.warning(
+            "could not hand back trial %d (%s); it will be retried once stale",
+            trial.number,
+            short_error(exc),
+        )
 
 
 def is_cuda_oom(exc: BaseException) -> bool:

@@ -22,6 +22,9 @@ Faults, and what the worker does about them:
   is released, the worker goes on.
 - This worker dies: its trial's heartbeat stops and any other worker (or the
   service) fails it as stale after ``grace_s`` and retries it.
+- One study keeps raising, or one trial's result cannot be recorded: see
+  :mod:`lrsearch.workers._studies` (skipped, then marked failed) and
+  ``storage.finish_trial`` (the trial ends FAIL with the reason).
 """
 
 from __future__ import annotations
@@ -30,12 +33,10 @@ import gc
 import logging
 import os
 import random
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Any, TypeVar, cast
 
 import optuna
@@ -43,22 +44,26 @@ import torch
 from optuna.trial import TrialState
 
 from lrsearch import storage
-from lrsearch.search_space import sample_config
+from lrsearch.search_space import EXTERNAL_TASK, sample_config
 from lrsearch.workers._errors import TrainingInterrupted
 from lrsearch.workers._loop_support import (
     DB_ERRORS,
     MAX_BACKOFF_S,
-    MAX_IN_TRIAL_BACKOFF_S,
     Heartbeat,
     PatientTrial,
     TrialOutcome,
     WorkerOptions,
     WorkerStats,
     device_label,
+    fail_unrecorded,
+    hand_back,
     is_cuda_oom,
     last_value,
+    patiently,
     short_error,
 )
+from lrsearch.workers._signals import install_stop_signals
+from lrsearch.workers._studies import StudyPool
 from lrsearch.workers.device import resolve_device
 from lrsearch.workers.supervisor import follow_supervisor
 from lrsearch.workers.tasks import get_task
@@ -87,7 +92,8 @@ class Worker:
         self.device_label = device_label(self.device)
         self._stop = threading.Event()
         self._exited = threading.Event()
-        self._studies: dict[str, tuple[storage.StudyRecord, optuna.Study]] = {}
+        self._pool = StudyPool()
+        self._unreadable: set[int] = set()  # studies skipped for their definition, logged once
         self._last_sweep: dict[str, float] = {}
         self._backend: storage.Backend | None = None
         self._current: tuple[storage.StudyRecord, optuna.Study, optuna.Trial] | None = None
@@ -110,46 +116,6 @@ class Worker:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def _install_signals(self) -> Callable[[], None]:
-        """Handle SIGTERM/SIGINT; returns what puts the previous handlers back."""
-
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            if self._stop.is_set():
-                log.warning("second signal %d: exiting at once", signum)
-                os._exit(128 + signum)
-            log.warning(
-                "signal %d: stopping after the current epoch (at most %.0f s)",
-                signum,
-                self.options.stop_timeout_s,
-            )
-            self._stop.set()
-            threading.Thread(target=self._stop_watchdog, daemon=True, name="stop").start()
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-        def restore() -> None:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-        return restore
-
-    def _stop_watchdog(self) -> None:
-        """Bound the time from a stop signal to the exit, whatever the main thread is doing."""
-        if self._exited.wait(self.options.stop_timeout_s):
-            return
-        log.error(
-            "still busy %.0f s after the stop signal; giving the trial back and exiting",
-            self.options.stop_timeout_s,
-        )
-        # The give-back waits for the study lock, which a hung main thread may
-        # hold: give it a few seconds on its own thread, then exit regardless
-        # (the trial then goes stale and is retried all the same).
-        helper = threading.Thread(target=self._give_back_current, daemon=True, name="give-back")
-        helper.start()
-        helper.join(timeout=5.0)
-        logging.shutdown()
-        os._exit(0)
-
     def _give_back_current(self) -> None:
         current, backend = self._current, self._backend
         if current is None or backend is None:
@@ -166,7 +132,9 @@ class Worker:
         opts = self.options
         restore_signals: Callable[[], None] | None = None
         if opts.install_signal_handlers and threading.current_thread() is threading.main_thread():
-            restore_signals = self._install_signals()
+            restore_signals = install_stop_signals(
+                self._stop, self._exited, opts.stop_timeout_s, self._give_back_current
+            )
             follow_supervisor()
         stats = WorkerStats()
         backoff = 1.0
@@ -240,32 +208,40 @@ class Worker:
                 self._backend.dispose()
             finally:
                 self._backend = None
-                self._studies.clear()
+                self._pool.drop_connection()
 
     def _candidates(self, backend: storage.Backend) -> list[storage.StudyRecord]:
         if self.options.study is not None:
             return [storage.get_study(backend, self.options.study)]
         return storage.list_studies(backend, states=("running",))
 
-    def _study(self, backend: storage.Backend, record: storage.StudyRecord) -> optuna.Study:
-        cached = self._studies.get(record.name)
-        if cached is None or cached[0].study_id != record.study_id:
-            study = storage.load_optuna_study(backend, record, seed_salt=os.getpid())
-            self._studies[record.name] = (record, study)
-            return study
-        return cached[1]
-
     def _claim(
         self, backend: storage.Backend
     ) -> tuple[storage.StudyRecord, optuna.Study, optuna.Trial] | None:
         for record in self._candidates(backend):
-            if record.state != "running":
+            # task: external studies are run by the users' own code, through the client.
+            if record.state != "running" or record.task == EXTERNAL_TASK:
                 continue
-            study = self._study(backend, record)
-            self._sweep_stale(backend, record, study)
-            trial = storage.claim_trial(
-                backend, study, worker=self.worker_id, device=self.device_label
-            )
+            if record.definition_problem is not None:
+                # A definition this release cannot read: skip the study, never crash on it.
+                if record.study_id not in self._unreadable:
+                    self._unreadable.add(record.study_id)
+                    log.warning("skipping study %s: %s", record.name, record.definition_problem)
+                continue
+            if not self._pool.may_try(record):
+                continue
+            try:
+                study = self._pool.study(backend, record)
+                self._sweep_stale(backend, record, study)
+                trial = storage.claim_trial(
+                    backend, study, worker=self.worker_id, device=self.device_label
+                )
+            except DB_ERRORS:
+                raise
+            except Exception as exc:
+                self._pool.failed_once(backend, record, exc)
+                continue
+            self._pool.succeeded(record)
             if trial is not None:
                 return record, study, trial
         return None
@@ -301,36 +277,15 @@ class Worker:
         if self.options.study is None:
             return False
         record = storage.get_study(backend, self.options.study)
-        if record.state == "cancelled":
+        if record.state in ("cancelled", "failed"):
             return True
         with backend.engine.connect() as conn:
             return storage.budget_counts(conn, record).done
 
     def _patiently(self, call: Callable[[], T], what: str, *, until_stop: bool = True) -> T:
-        """``call()``, retried with backoff while the database is unreachable.
-
-        With ``until_stop``, a stop request ends the waiting (the error is
-        raised); otherwise only the stop watchdog does.
-        """
-        delay = 0.5
-        while True:
-            try:
-                return call()
-            except DB_ERRORS as exc:
-                self._note_db_error()
-                if until_stop and self._stop.is_set():
-                    raise
-                log.warning(
-                    "%s: storage unavailable (%s); retrying in %.1f s",
-                    what,
-                    short_error(exc),
-                    delay,
-                )
-                if until_stop:
-                    self._stop.wait(delay)
-                else:
-                    time.sleep(delay)
-                delay = min(delay * 2, MAX_IN_TRIAL_BACKOFF_S)
+        return patiently(
+            call, what, stop=self._stop, on_db_error=self._note_db_error, until_stop=until_stop
+        )
 
     # -- one trial -------------------------------------------------------------
 
@@ -433,11 +388,20 @@ class Worker:
         except DB_ERRORS as exc:  # pragma: no cover - _patiently retries until stopped
             log.warning("could not record trial %d: %s", trial.number, short_error(exc))
             return None
+        except Exception as exc:
+            # Never let one trial's result take the worker down: fail the trial
+            # with the reason, or leave it to the stale sweep if even that fails.
+            log.exception("could not record trial %d of %s", trial.number, record.name)
+            state, value = TrialState.FAIL, None
+            error = f"unrecordable: {type(exc).__name__}: {short_error(exc)}"
+            finished = fail_unrecorded(backend, study, trial, error)
         if finished is None:
             log.warning(
                 "trial %d was failed as stale elsewhere; its result is dropped", trial.number
             )
             return None
+        # The storage may have ended it otherwise (FAIL: a result it cannot hold).
+        state, error = finished.state, finished.user_attrs.get("error", error)
         log.info(
             "study %s trial #%d %s on %s", record.name, trial.number, state.name, self._where()
         )
@@ -463,17 +427,7 @@ class Worker:
         *,
         reason: str = "interrupted: worker stopped",
     ) -> None:
-        """Fail the trial and enqueue its retry; if that fails, the stale sweep retries it."""
-        try:
-            storage.give_back(
-                backend, study, trial._trial_id, reason=reason, definition=record.definition
-            )
-        except Exception as exc:
-            log.warning(
-                "could not hand back trial %d (%s); it will be retried once stale",
-                trial.number,
-                short_error(exc),
-            )
+        hand_back(backend, study, trial, record, reason=reason)
 
 
 def run_worker(

@@ -259,6 +259,14 @@ def test_postgres_restart_mid_study_loses_nothing_finished(
 
     trials = assert_exact_budget(pg, record)
     after = {t.number: t for t in trials}
+    # Seeded samplers survive the reconnect with their random state: no
+    # configuration is proposed twice (a retry repeats its original on purpose).
+    proposed = [
+        tuple(sorted(t.params.items()))
+        for t in trials
+        if t.params and "retry_of" not in t.user_attrs
+    ]
+    assert len(proposed) == len(set(proposed)), "a configuration was proposed twice"
     for number, value in before.items():
         assert after[number].state == TrialState.COMPLETE
         assert after[number].value == value

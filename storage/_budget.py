@@ -1,0 +1,134 @@
+"""How a study's budget stands, and whether it should go on handing out trials.
+
+Reads only; every decision taken on these counts is taken under the study lock
+(see :mod:`lrsearch.storage._claims`), so the answer cannot change between the
+count and the decision.
+
+Budget rule: a study ends with exactly ``n_trials`` finished trials, counting
+COMPLETE + PRUNED + FAIL, except FAIL trials that a retry repeats (a trial whose
+user attr ``retry_of`` names them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from lrsearch.storage import _optuna_schema as _optuna
+from lrsearch.storage._studies import StudyRecord
+from lrsearch.storage._tables import trial_results
+
+_optuna_trials = _optuna.trials
+_optuna_user_attrs = _optuna.trial_user_attrs
+# Optuna's state column is a native enum on PostgreSQL, which does not compare
+# with a VARCHAR parameter: compare its text.
+STATE_TEXT = sa.cast(_optuna_trials.c.state, sa.String)
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+@dataclass(frozen=True)
+class BudgetCounts:
+    """How a study's budget stands. ``used`` counts every trial that will count when done."""
+
+    n_trials: int
+    total: int
+    retried: int
+    waiting: int
+    running: int
+    finished: int
+    by_state: dict[str, int] = field(default_factory=dict)
+    """Trials per Optuna state (only the states present)."""
+
+    @property
+    def used(self) -> int:
+        return self.total - self.retried
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.n_trials - self.used)
+
+    @property
+    def done(self) -> bool:
+        """Every trial of the budget has finished (none running or waiting)."""
+        return self.finished - self.retried >= self.n_trials and self.running + self.waiting == 0
+
+
+def budget_counts(conn: Connection, record: StudyRecord) -> BudgetCounts:
+    """Count the study's trials by state with two small aggregate queries.
+
+    Both read Optuna's tables only: ``retried`` counts the distinct ``retry_of``
+    user attrs, which Optuna writes in the same transaction that creates the
+    retry. (Our summary rows may lag behind by a crash; the budget must not.)
+    """
+    rows = conn.execute(
+        sa.select(STATE_TEXT, sa.func.count())
+        .where(_optuna_trials.c.study_id == record.study_id)
+        .group_by(STATE_TEXT)
+    ).all()
+    by_state = {str(s): int(n) for s, n in rows}
+    retried = conn.execute(
+        sa.select(sa.func.count(sa.distinct(_optuna_user_attrs.c.value_json)))
+        .select_from(
+            _optuna_user_attrs.join(
+                _optuna_trials, _optuna_trials.c.trial_id == _optuna_user_attrs.c.trial_id
+            )
+        )
+        .where(
+            _optuna_trials.c.study_id == record.study_id,
+            _optuna_user_attrs.c.key == "retry_of",
+        )
+    ).scalar_one()
+    return BudgetCounts(
+        n_trials=record.n_trials,
+        total=sum(by_state.values()),
+        retried=int(retried),
+        waiting=by_state.get("WAITING", 0),
+        running=by_state.get("RUNNING", 0),
+        finished=sum(by_state.get(s, 0) for s in FINISHED),
+        by_state=by_state,
+    )
+
+
+def error_class(error: str | None) -> str | None:
+    """The class of a trial's ``error``: the text before its first colon.
+
+    Only failures of the code a trial runs count (``TaskDataError: ...``,
+    ``ValueError: ...``): divergence and CUDA out-of-memory are outcomes of the
+    sampled configuration (the next one may be fine), and stale or interrupted
+    trials are the workers' fault and are retried. Those give ``None``.
+    """
+    if not error or ":" not in error:
+        return None
+    head = error.split(":", 1)[0].strip()
+    if head in ("diverged", "oom", "stale", "interrupted") or not head.isidentifier():
+        return None
+    return head
+
+
+def failure_streak(conn: Connection, study_id: int, limit: int) -> tuple[int, str | None]:
+    """How many of the study's last recorded trials failed with one error class.
+
+    Looks at the ``limit`` most recent summary rows (by trial number, one index
+    range scan), skipping retried failures (their retry stands in for them).
+
+    Returns:
+        ``(streak, class)``: the length of the run of failures of the newest
+        row's error class, and that class (``None`` and 0 when the newest
+        row is not such a failure).
+    """
+    rows = conn.execute(
+        sa.select(trial_results.c.state, trial_results.c.error)
+        .where(trial_results.c.study_id == study_id, trial_results.c.retried.is_(False))
+        .order_by(trial_results.c.number.desc())
+        .limit(limit)
+    ).all()
+    streak, cls = 0, None
+    for state, error in rows:
+        this = error_class(error) if state == "FAIL" else None
+        if this is None or (cls is not None and this != cls):
+            break
+        cls = this
+        streak += 1
+    return streak, cls

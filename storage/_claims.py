@@ -1,0 +1,141 @@
+"""Handing out trials: claims, heartbeats, fixed configurations, sampler seeds.
+
+Crash consistency. Every trial that counts toward the budget is created under
+the study lock, which is held only for the budget check and the creation of
+the trial's row (a WAITING trial popped, or a new RUNNING one) together with
+its run row. The sampler's work for that trial (``Trial.__init__`` runs the
+relative sampling of CMA-ES, GP and multivariate TPE) happens after the lock
+is released, so slow samplers do not serialise the workers of a study.
+
+- A claim that dies before committing its run row leaves a RUNNING trial
+  without one: the sweep retries it at once ("its claim never completed").
+- A claim that dies after committing but before sampling leaves a RUNNING
+  trial with a run row whose heartbeat stops: the sweep retries it after the
+  grace period, like any dead worker's trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+from lrsearch.storage._budget import budget_counts
+from lrsearch.storage._clock import db_now, now_expr
+from lrsearch.storage._engine import Backend
+from lrsearch.storage._errors import BudgetExhaustedError
+from lrsearch.storage._lock import study_lock
+from lrsearch.storage._studies import StudyRecord, read_study_by_id
+from lrsearch.storage._tables import trial_runs
+
+# Study system attr counting the seeded samplers built for the study so far.
+_SAMPLER_SLOTS = "lrsearch:sampler_slots"
+
+
+def _pop_or_create(study: optuna.Study, waiting: int) -> int:
+    """A WAITING trial set RUNNING, or a new RUNNING one: the first half of ``Study.ask``.
+
+    ``waiting`` (counted under the lock) spares the scan of the study's
+    trials for a WAITING one in the usual case, where there is none.
+    """
+    if waiting:
+        # Optuna caches the trial list per ask; a stale cache would offer popped trials.
+        study._thread_local.cached_all_trials = None
+        popped = study._pop_waiting_trial_id()
+        if popped is not None:
+            return popped
+    return study._storage.create_new_trial(study._study_id)
+
+
+def claim_trial(
+    backend: Backend, study: optuna.Study, *, worker: str, device: str | None = None
+) -> optuna.Trial | None:
+    """Take the study's next trial if the study is running and has budget left.
+
+    Waiting trials (enqueued baselines, retries) come first; they were counted
+    when they were enqueued. Returns ``None`` when there is nothing to run.
+    Sets the trial's ``worker`` and ``device`` user attrs.
+    """
+    optuna_storage = backend.optuna_storage
+    with study_lock(backend, study._study_id) as conn:
+        record = read_study_by_id(study._study_id, conn=conn)
+        if record.state != "running":
+            return None
+        counts = budget_counts(conn, record)
+        if counts.waiting == 0 and counts.remaining == 0:
+            return None
+        trial_id = _pop_or_create(study, counts.waiting)
+        frozen = optuna_storage.get_trial(trial_id)
+        now = db_now(conn)
+        conn.execute(
+            trial_runs.insert().values(
+                trial_id=trial_id,
+                study_id=record.study_id,
+                number=frozen.number,
+                worker=worker,
+                device=device,
+                attempt=int(frozen.user_attrs.get("attempt", 0)),
+                retry_of=frozen.user_attrs.get("retry_of"),
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+        # Inside the lock: if this fails, the run row is rolled back and the
+        # trial is an orphan that the next sweep retries at once.
+        optuna_storage.set_trial_user_attr(trial_id, "worker", worker)
+        if device is not None:
+            optuna_storage.set_trial_user_attr(trial_id, "device", device)
+    # Outside the lock: the sampler's relative sampling for this trial.
+    return optuna.Trial(study, trial_id)
+
+
+def heartbeat(backend: Backend, trial_id: int) -> bool:
+    """Tell everyone the trial's worker is alive.
+
+    Returns:
+        ``False`` when the trial has no run row any more: it was ended by someone
+        else (failed as stale, given back), and its worker should abandon it.
+    """
+    with backend.engine.begin() as conn:
+        result = conn.execute(
+            trial_runs.update()
+            .where(trial_runs.c.trial_id == trial_id)
+            .values(heartbeat_at=now_expr(backend.dialect))
+        )
+        return bool(result.rowcount)
+
+
+def enqueue_fixed(
+    backend: Backend, study: optuna.Study, record: StudyRecord, params: Mapping[str, Any]
+) -> None:
+    """Enqueue a validated fixed configuration; it counts toward the budget.
+
+    Raises:
+        BudgetExhaustedError: Every trial of the budget is already taken.
+    """
+    with study_lock(backend, record.study_id) as conn:
+        counts = budget_counts(conn, record)
+        if counts.remaining == 0:
+            raise BudgetExhaustedError(
+                f"study {record.name!r} has no budget left ({record.n_trials} trials taken)"
+            )
+        study.enqueue_trial(dict(params), user_attrs={"enqueued": True})
+
+
+def sampler_slot(backend: Backend, record: StudyRecord) -> int:
+    """A number for one seeded sampler of the study: 0, 1, 2... in the order asked for.
+
+    Workers salt a seeded sampler with it (see ``load_optuna_study``'s
+    ``seed_salt``), so that no two samplers of a study draw the same sequence,
+    on any host, while a study run by one worker replays run to run (its only
+    sampler is slot 0: the definition's seed unchanged). A worker asks once
+    per study and keeps its sampler across reconnects; a restarted worker asks
+    again and continues with a fresh sequence instead of repeating one.
+    """
+    optuna_storage = backend.optuna_storage
+    with study_lock(backend, record.study_id):
+        attrs = optuna_storage.get_study_system_attrs(record.study_id)
+        slot = int(attrs.get(_SAMPLER_SLOTS, 0))
+        optuna_storage.set_study_system_attr(record.study_id, _SAMPLER_SLOTS, slot + 1)
+    return slot
