@@ -19,6 +19,8 @@ from lrsearch.search_space._config import (
     validate_fixed_params,
 )
 from lrsearch.search_space._definition import (
+    BUILTIN_METRICS,
+    EXTERNAL_TASK,
     Budget,
     FloatRange,
     IntRange,
@@ -43,7 +45,9 @@ from lrsearch.search_space._schedules import (
 )
 
 __all__ = [
+    "BUILTIN_METRICS",
     "CYCLIC_MODES",
+    "EXTERNAL_TASK",
     "OPTIMIZERS",
     "SCHEDULE_PARAMS",
     "SCHEDULE_TYPES",

@@ -7,7 +7,6 @@ comes back with the exact path of the field it is about.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
@@ -24,6 +23,7 @@ from pydantic import (
 
 from lrsearch.search_space._errors import DefinitionError, Loc, Problem
 from lrsearch.search_space._schedules import (
+    MAX_EPOCHS,
     SCHEDULE_PARAMS,
     SCHEDULE_TYPES,
     WEIGHT_INITS,
@@ -34,16 +34,28 @@ from lrsearch.search_space._schedules import (
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Metric = Literal["val_accuracy", "val_loss"]
+BUILTIN_METRICS: tuple[str, ...] = ("val_accuracy", "val_loss")
+EXTERNAL_TASK = "external"
+"""The task of a study whose trials the user's own code runs through the client."""
 Direction = Literal["maximize", "minimize"]
 SamplerType = Literal["tpe", "random", "cmaes", "gp", "qmc"]
 PrunerType = Literal["hyperband", "median", "percentile", "successive_halving", "none"]
 
 _DEFAULT_DIRECTION: dict[str, Direction] = {"val_accuracy": "maximize", "val_loss": "minimize"}
 
+# Bounds on numbers, so that whatever validates here fits the storage's columns
+# (signed 32-bit INTEGER) and makes sense to train; every number is also finite.
+INT32_MAX = 2**31 - 1
+MAX_BATCH_SIZE = 1 << 20
+MAX_LEARNING_RATE = 100.0
+MAX_WEIGHT_DECAY = 10.0
+SEED_MAX = 2**32 - 1  # what numpy (behind every Optuna sampler) accepts
+
 
 class _Model(BaseModel):
     # strict: a definition is JSON/YAML, so "5" or true for an integer is a mistake to report.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan=False: NaN and inf are rejected in every float field, nested ones too.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def _no_duplicates(values: list[Any] | None) -> list[Any] | None:
@@ -66,9 +78,7 @@ class FloatRange(_Model):
     @model_validator(mode="after")
     def _check(self) -> FloatRange:
         problems = []
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            problems.append("low and high must be finite numbers")
-        elif self.low >= self.high:
+        if self.low >= self.high:
             problems.append(f"low ({self.low}) must be less than high ({self.high})")
         if self.log and self.low <= 0:
             problems.append(f"a log range needs low > 0, got {self.low}")
@@ -80,8 +90,8 @@ class FloatRange(_Model):
 class IntRange(_Model):
     """An integer dimension, both ends included: ``low < high``."""
 
-    low: int
-    high: int
+    low: int = Field(ge=-INT32_MAX, le=INT32_MAX)
+    high: int = Field(ge=-INT32_MAX, le=INT32_MAX)
 
     @model_validator(mode="after")
     def _check(self) -> IntRange:
@@ -96,37 +106,46 @@ class ParamRange(_Model):
     low: float | None = None
     high: float | None = None
     log: bool | None = Field(default=None, description="None keeps the parameter's default scale")
-    choices: list[str] | None = Field(default=None, min_length=1)
+    choices: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, min_length=1, max_length=16
+    )
 
 
 class Objective(_Model):
     """What each trial reports every epoch, and which way is better."""
 
-    metric: Metric = "val_accuracy"
+    # Any name for a ``task: external`` study; a built-in task's metric is checked
+    # against BUILTIN_METRICS with the other cross-field rules.
+    metric: str = Field(
+        default="val_accuracy", min_length=1, max_length=64, pattern=r"^[A-Za-z_][\w.\-]*$"
+    )
     direction: Direction | None = None
 
     @property
     def resolved_direction(self) -> Direction:
-        return self.direction or _DEFAULT_DIRECTION[self.metric]
+        return self.direction or _DEFAULT_DIRECTION.get(self.metric, "maximize")
 
 
 class Budget(_Model):
     """How many trials the study finishes, and how long each may train."""
 
     n_trials: int = Field(default=60, gt=0, le=100_000)
-    max_epochs: int = Field(default=20, gt=0, le=10_000)
+    max_epochs: int = Field(default=20, gt=0, le=MAX_EPOCHS)
     max_retries: int = Field(default=2, ge=0, le=10)
+    # Stop handing out trials after this many consecutive failures with the same
+    # error class (the task cannot load, say); 0 turns the check off.
+    max_consecutive_failures: int = Field(default=3, ge=0, le=1000)
 
 
 class SamplerSpec(_Model):
     type: SamplerType = "tpe"
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
 
 
 class PrunerSpec(_Model):
     type: PrunerType = "hyperband"
-    min_epochs: int = Field(default=1, ge=1)
-    reduction_factor: int = Field(default=3, ge=2)
+    min_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
+    reduction_factor: int = Field(default=3, ge=2, le=100)
     percentile: float = Field(default=25.0, gt=0.0, lt=100.0)
 
 
@@ -143,7 +162,7 @@ class SearchSpace(_Model):
         Discriminator(_warmup_tag),
     ] = IntRange(low=0, high=5)
     learning_rate: FloatRange = FloatRange(low=1.0e-4, high=1.0, log=True)
-    batch_size: list[int] = Field(default=[32, 64, 128, 256], min_length=1)
+    batch_size: list[int] = Field(default=[32, 64, 128, 256], min_length=1, max_length=64)
     dropout: FloatRange = FloatRange(low=0.0, high=0.5)
     weight_init: list[WeightInit] = Field(default=list(WEIGHT_INITS), min_length=1)
     optimizer: list[OptimizerName] | None = Field(default=None, min_length=1)
@@ -157,18 +176,20 @@ class SearchSpace(_Model):
     @field_validator("batch_size")
     @classmethod
     def _batch_sizes(cls, values: list[int]) -> list[int]:
-        bad = [v for v in values if v <= 0]
+        bad = [v for v in values if not 0 < v <= MAX_BATCH_SIZE]
         if bad:
-            raise ValueError(f"batch sizes must be positive, got {bad}")
+            raise ValueError(f"batch sizes must lie in [1, {MAX_BATCH_SIZE}], got {bad}")
         _no_duplicates(values)
         return values
 
     @field_validator("warmup_epochs")
     @classmethod
     def _warmup(cls, value: IntRange | int) -> IntRange | int:
-        low = value if isinstance(value, int) else value.low
+        low, high = (value, value) if isinstance(value, int) else (value.low, value.high)
         if low < 0:
             raise ValueError(f"warm-up epochs cannot be negative, got {low}")
+        if high > MAX_EPOCHS:
+            raise ValueError(f"warm-up epochs must be at most {MAX_EPOCHS}, got {high}")
         return value
 
     @field_validator("learning_rate")
@@ -176,6 +197,10 @@ class SearchSpace(_Model):
     def _learning_rate(cls, value: FloatRange) -> FloatRange:
         if value.low <= 0.0:
             raise ValueError(f"learning rates must be positive, got low={value.low}")
+        if value.high > MAX_LEARNING_RATE:
+            raise ValueError(
+                f"learning rates must be at most {MAX_LEARNING_RATE}, got high={value.high}"
+            )
         return value
 
     @field_validator("dropout")
@@ -190,6 +215,8 @@ class SearchSpace(_Model):
     def _weight_decay(cls, value: FloatRange | None) -> FloatRange | None:
         if value is not None and value.low < 0.0:
             raise ValueError(f"weight decay cannot be negative, got {value.low}")
+        if value is not None and value.high > MAX_WEIGHT_DECAY:
+            raise ValueError(f"weight decay must be at most {MAX_WEIGHT_DECAY}, got {value.high}")
         return value
 
 
@@ -228,7 +255,23 @@ _UNION_TAGS = {"range", "fixed"}
 
 def _cross_field_problems(d: StudyDefinition, known_tasks: Collection[str] | None) -> list[Problem]:
     problems: list[Problem] = []
-    if known_tasks is not None and d.task not in known_tasks:
+    if d.task == EXTERNAL_TASK:
+        if d.objective.direction is None:
+            problems.append(
+                Problem(
+                    ("objective", "direction"),
+                    "required for a task: external study (maximize or minimize)",
+                )
+            )
+    elif d.objective.metric not in BUILTIN_METRICS:
+        problems.append(
+            Problem(
+                ("objective", "metric"),
+                f"must be one of {list(BUILTIN_METRICS)} for a built-in task "
+                "(any name only with task: external)",
+            )
+        )
+    if known_tasks is not None and d.task not in known_tasks and d.task != EXTERNAL_TASK:
         problems.append(
             Problem(("task",), f"unknown task {d.task!r}; registered: {sorted(known_tasks)}")
         )

@@ -37,6 +37,9 @@ OPTIMIZERS: tuple[OptimizerName, ...] = ("sgd", "adam", "adamw", "rmsprop", "ada
 
 CYCLIC_MODES: tuple[str, ...] = ("triangular", "triangular2", "exp_range")
 
+# Integer schedule parameters count epochs: no more than a study may train.
+MAX_EPOCHS = 10_000
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -61,7 +64,9 @@ class ParamSpec:
 
 SCHEDULE_PARAMS: dict[ScheduleType, dict[str, ParamSpec]] = {
     "step": {
-        "step_size": ParamSpec("int", 1, 10, min_low=1, help="epochs between decays"),
+        "step_size": ParamSpec(
+            "int", 1, 10, min_low=1, max_high=MAX_EPOCHS, help="epochs between decays"
+        ),
         "gamma": ParamSpec(
             "float",
             0.1,
@@ -105,14 +110,27 @@ SCHEDULE_PARAMS: dict[ScheduleType, dict[str, ParamSpec]] = {
             help="factor applied on a plateau",
         ),
         "patience": ParamSpec(
-            "int", 1, 5, min_low=0, help="epochs without improvement before a decay"
+            "int",
+            1,
+            5,
+            min_low=0,
+            max_high=MAX_EPOCHS,
+            help="epochs without improvement before a decay",
         ),
     },
     "cyclic": {
         "max_lr": ParamSpec(
-            "float", 2.0, 10.0, log=True, min_low=1.0, help="peak, as a multiple of the base LR"
+            "float",
+            2.0,
+            10.0,
+            log=True,
+            min_low=1.0,
+            max_high=1000.0,
+            help="peak, as a multiple of the base LR",
         ),
-        "step_size": ParamSpec("int", 1, 5, min_low=1, help="epochs from base to peak"),
+        "step_size": ParamSpec(
+            "int", 1, 5, min_low=1, max_high=MAX_EPOCHS, help="epochs from base to peak"
+        ),
         "mode": ParamSpec("categorical", choices=CYCLIC_MODES, help="cycle amplitude policy"),
     },
     "warmup": {
@@ -126,6 +144,8 @@ SCHEDULE_PARAMS: dict[ScheduleType, dict[str, ParamSpec]] = {
             low_open=True,
             help="first learning rate, as a fraction of the base learning rate",
         ),
-        "ramp_epochs": ParamSpec("int", 1, 10, min_low=1, help="epochs of the linear ramp"),
+        "ramp_epochs": ParamSpec(
+            "int", 1, 10, min_low=1, max_high=MAX_EPOCHS, help="epochs of the linear ramp"
+        ),
     },
 }

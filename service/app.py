@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
 from typing import Any
@@ -16,10 +16,20 @@ from starlette.concurrency import run_in_threadpool
 from lrsearch import storage
 from lrsearch.service.errors import HANDLED, handle_error
 from lrsearch.service.importance import ImportanceCache
-from lrsearch.service.metrics import Metrics
+from lrsearch.service.metrics import Metrics, StorageCounts
 from lrsearch.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from lrsearch.service.openapi import API_PREFIX, build_openapi
-from lrsearch.service.routes import curves, dashboard, keys, ops, results, studies, trials
+from lrsearch.service.routes import (
+    curves,
+    dashboard,
+    docs,
+    keys,
+    ops,
+    protocol,
+    results,
+    studies,
+    trials,
+)
 from lrsearch.service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,7 +39,7 @@ _DESCRIPTION = """\
 Hyperparameter search over learning-rate schedules. Submit a study definition,
 let workers run its trials, and read back the best schedules.
 
-Every `/api/v1` path except `healthz` and `metrics` needs an API key
+Every `/api/v1` path except `healthz` needs an API key
 (`Authorization: Bearer lrs_...`, from `lrsearch keys create`). Scopes:
 `read` (GET), `submit` (create, control, enqueue), `admin` (keys). Errors are
 RFC 9457 `application/problem+json`; validation errors list every
@@ -92,7 +102,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.backend = backend
     app.state.known_tasks = registered_tasks()
     log.info("lrsearch service on %s storage", backend.dialect)
-    sweeper = _StaleSweeper(backend, storage.grace_s_from_env())
+    sweeper = _StaleSweeper(backend, settings.grace_s)
     sweeper.start()
     try:
         yield
@@ -122,27 +132,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
         generate_unique_id_function=_operation_id,
         separate_input_output_schemas=False,
+        # Our own /docs (service.routes.docs) serves Swagger UI without a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.backend = None
     app.state.known_tasks = frozenset()
     app.state.importance_cache = ImportanceCache(settings.importance_cache_size)
 
-    def trial_counts() -> Mapping[str, int] | None:
+    def storage_counts() -> StorageCounts | None:
         backend: storage.Backend | None = app.state.backend
         if backend is None:
             return None
         with backend.engine.connect() as conn:
-            return storage.trial_counts_by_state(conn)
+            return StorageCounts(
+                trials=storage.trial_counts_by_state(conn),
+                studies=storage.study_counts_by_state(conn),
+            )
 
-    metrics = Metrics(trial_counts)
+    metrics = Metrics(storage_counts, refresh_s=settings.metrics_refresh_s)
     app.state.metrics = metrics
 
     # Each router carries the full /api/v1 prefix, so the route templates that
     # label the metrics are the public paths.
-    for module in (studies, trials, results, curves, keys, ops):
+    for module in (studies, trials, protocol, results, curves, keys, ops):
         app.include_router(module.router)
     app.include_router(dashboard.router)  # "/" and /static/*, hidden from the API docs
+    app.include_router(docs.router)  # /docs and its Swagger UI files
     # Probes and scrapers look at the root; same handlers, kept out of the docs.
     for route in ops.router.routes:
         if isinstance(route, APIRoute):

@@ -38,7 +38,15 @@ Reader = Annotated[Principal, Depends(requires("read"))]
 Submitter = Annotated[Principal, Depends(requires("submit"))]
 Admin = Annotated[Principal, Depends(requires("admin"))]
 
-StudyName = Annotated[str, Path(description="The study's name.")]
+INT32_MAX = 2**31 - 1
+"""Largest value of the INTEGER columns that path and query numbers are compared with."""
+
+# Control characters (NUL above all) can never be in a name, and PostgreSQL refuses
+# them in text values: reject them here rather than let the query fail.
+NO_CONTROL_CHARS = r"^[^\x00-\x1F\x7F]+$"
+StudyName = Annotated[
+    str, Path(description="The study's name.", max_length=512, pattern=NO_CONTROL_CHARS)
+]
 
 
 def readable_study(name: StudyName, principal: Reader, backend: BackendDep) -> storage.StudyRecord:

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy.exc
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -100,10 +99,13 @@ _STORAGE_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (storage.StudyNotFoundError, 404, "study-not-found"),
     (storage.TrialNotFoundError, 404, "trial-not-found"),
     (storage.KeyNotFoundError, 404, "key-not-found"),
+    (storage.LeaseLostError, 409, "trial-lease-lost"),
+    (storage.NoValueError, 422, "no-value"),
+    (storage.ProtocolError, 422, "invalid-report"),
     (storage.StudyAlreadyExistsError, 409, "study-exists"),
     (storage.BudgetExhaustedError, 409, "budget-exhausted"),
     (storage.InvalidStateError, 409, "invalid-state"),
-    (storage.StorageUnavailableError, 503, "storage-unavailable"),
+    (storage.LastAdminKeyError, 409, "last-admin-key"),
 )
 
 
@@ -142,14 +144,12 @@ def problem_for(exc: BaseException) -> ProblemInfo:
     for cls, status, slug in _STORAGE_STATUS:
         if isinstance(exc, cls):
             return ProblemInfo(status, slug, str(exc))
-    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
-        # The storage layer lets these through; they mean the database is unreachable.
-        return ProblemInfo(
-            503,
-            "storage-unavailable",
-            "the database is unavailable; retry later",
-            headers={"Retry-After": "5"},
-        )
+    if isinstance(exc, storage.InvalidInputError):
+        # The storage's safety net: the API edge should have rejected the value already.
+        errors = [{"loc": [], "msg": str(exc)}]
+        return ProblemInfo(422, "invalid-value", str(exc), errors)
+    if isinstance(exc, storage.StorageUnavailableError):
+        return ProblemInfo(503, "storage-unavailable", str(exc), headers={"Retry-After": "5"})
     if isinstance(exc, HTTPException) and exc.status_code == 400:
         # FastAPI's only 400: a body it could not decode (e.g. JSON that is not UTF-8).
         errors = [{"loc": ["body"], "msg": "the body is not valid UTF-8 JSON"}]
@@ -198,7 +198,5 @@ HANDLED: tuple[type[Exception], ...] = (
     storage.StorageError,
     RequestValidationError,
     HTTPException,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
 )
 """The exception classes routed to :func:`handle_error`; others reach the middleware as 500s."""

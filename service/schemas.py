@@ -9,10 +9,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lrsearch.search_space import StudyDefinition
-from lrsearch.storage import ApiKey, ScheduleStats, StudyRecord, StudySummary, TrialDetail, TrialRow
+from lrsearch.storage import (
+    ApiKey,
+    ScheduleStats,
+    StudyProgress,
+    StudyRecord,
+    StudySummary,
+    TrialDetail,
+    TrialRow,
+)
 
 TrialStateName = Literal["RUNNING", "WAITING", "COMPLETE", "PRUNED", "FAIL"]
-StudyStateName = Literal["running", "paused", "cancelled", "finished"]
+ControlStateName = Literal["running", "paused", "cancelled", "failed"]
+StudyStateName = Literal["running", "paused", "cancelled", "failed", "finished"]
+_STATE_DOC = "`finished` once every trial of the budget has finished, else `control_state`."
+_REASON_DOC = "Why the study is `failed` (e.g. its trials keep failing alike); else null."
 
 EXAMPLE_DEFINITION: dict[str, Any] = {
     "name": "digits-schedules",
@@ -89,15 +100,20 @@ class TrialPage(_Out):
 
 
 class StudyBrief(_Out):
+    """A study in the list: where it stands, without its definition."""
+
     name: str
     task: str
-    state: Literal["running", "paused", "cancelled"] = Field(
-        description="Control state; GET /studies/{name} also tells whether it finished."
-    )
+    state: StudyStateName = Field(description=_STATE_DOC)
+    control_state: ControlStateName
+    state_reason: str | None = Field(description=_REASON_DOC)
     direction: str
-    n_trials: int
+    n_trials: int = Field(description="The trial budget.")
     max_epochs: int
     created_at: datetime.datetime
+    counts: dict[TrialStateName, int] = Field(description="Trials per state.")
+    finished: int = Field(description="Finished trials that count toward the budget.")
+    best_value: float | None = Field(description="Value of the best complete trial.")
 
 
 class StudyPage(_Out):
@@ -108,8 +124,9 @@ class StudyPage(_Out):
 class StudyOut(_Out):
     name: str
     task: str
-    state: StudyStateName
-    control_state: Literal["running", "paused", "cancelled"]
+    state: StudyStateName = Field(description=_STATE_DOC)
+    control_state: ControlStateName
+    state_reason: str | None = Field(description=_REASON_DOC)
     direction: str
     metric: str
     n_trials: int = Field(description="The trial budget.")
@@ -234,16 +251,21 @@ def trial_detail_out(detail: TrialDetail) -> TrialDetailOut:
     return TrialDetailOut.model_validate(_finite(fields))
 
 
-def study_brief(record: StudyRecord) -> StudyBrief:
+def study_brief(record: StudyRecord, progress: StudyProgress) -> StudyBrief:
     """The list view of a study."""
     return StudyBrief(
         name=record.name,
         task=record.task,
-        state=record.state,
+        state="finished" if progress.done else record.state,
+        control_state=record.state,
+        state_reason=record.state_reason,
         direction=record.direction,
         n_trials=record.n_trials,
         max_epochs=record.max_epochs,
         created_at=_time(record.created_at),
+        counts=progress.counts,
+        finished=progress.finished,
+        best_value=progress.best_value,
     )
 
 
@@ -254,6 +276,7 @@ def study_out(record: StudyRecord, summary: StudySummary) -> StudyOut:
         task=record.task,
         state="finished" if summary.done else record.state,
         control_state=record.state,
+        state_reason=record.state_reason,
         direction=record.direction,
         metric=record.definition.objective.metric,
         n_trials=record.n_trials,

@@ -12,7 +12,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
 
@@ -126,6 +126,18 @@ def verify_key(backend: Backend, plain: str) -> ApiKey | None:
     return None if key.revoked else key
 
 
+class LastAdminKeyError(StorageError):
+    """Revoking this key would leave its tenant without an un-revoked admin key."""
+
+    def __init__(self, key_id: str, tenant: str) -> None:
+        self.key_id = key_id
+        self.tenant = tenant
+        super().__init__(
+            f"API key {key_id!r} is the last admin key of tenant {tenant!r}; create another "
+            "admin key before revoking it"
+        )
+
+
 def list_keys(backend: Backend, *, tenant: str | None = None) -> list[ApiKey]:
     """Every key (revoked ones too), oldest first; only ``tenant``'s when given."""
     query = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)
@@ -135,18 +147,52 @@ def list_keys(backend: Backend, *, tenant: str | None = None) -> list[ApiKey]:
         return [_row_to_key(r) for r in conn.execute(query)]
 
 
-def revoke_key(backend: Backend, key_id: str, *, tenant: str | None = None) -> ApiKey:
+def revoke_key(
+    backend: Backend, key_id: str, *, tenant: str | None = None, keep_last_admin: bool = False
+) -> ApiKey:
     """Revoke a key for good (idempotent); ``tenant`` (if given) hides other tenants' keys.
+
+    Args:
+        backend: The storage.
+        key_id: The key to revoke.
+        tenant: Only a key of this tenant may be revoked.
+        keep_last_admin: Refuse to revoke the tenant's last un-revoked admin key
+            (the API sets it: over HTTP, no one could create another one; the
+            CLI, which writes to the database directly, may still do it).
 
     Raises:
         KeyNotFoundError: No key has that id (in that tenant).
+        LastAdminKeyError: ``keep_last_admin`` and the key is the tenant's last admin key.
     """
     where = [api_keys.c.key_id == key_id]
     if tenant is not None:
         where.append(api_keys.c.tenant == tenant)
     with backend.engine.begin() as conn:
+        if keep_last_admin:
+            _check_not_last_admin(conn, key_id, where)
         result = conn.execute(api_keys.update().where(*where).values(revoked=True))
         if result.rowcount == 0:
             raise KeyNotFoundError(key_id)
         row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id)).one()
     return _row_to_key(row)
+
+
+def _check_not_last_admin(conn: sa.Connection, key_id: str, where: list[Any]) -> None:
+    target = conn.execute(
+        sa.select(api_keys.c.scope, api_keys.c.tenant, api_keys.c.revoked).where(*where)
+    ).first()
+    if target is None or target.scope != "admin" or target.revoked:
+        return
+    # FOR UPDATE (PostgreSQL) locks the tenant's live admin keys, so that two
+    # admins revoking each other at once cannot both succeed and leave none.
+    live_admins = conn.execute(
+        sa.select(api_keys.c.key_id)
+        .where(
+            api_keys.c.tenant == target.tenant,
+            api_keys.c.scope == "admin",
+            api_keys.c.revoked.is_(False),
+        )
+        .with_for_update()
+    ).scalars()
+    if set(live_admins) <= {key_id}:
+        raise LastAdminKeyError(key_id, str(target.tenant))

@@ -29,7 +29,7 @@ from lrsearch.storage._results import (
     state_text,
 )
 from lrsearch.storage._studies import StudyRecord
-from lrsearch.storage._tables import trial_results, trial_runs
+from lrsearch.storage._tables import studies, trial_results, trial_runs
 from lrsearch.storage._trials import budget_counts
 
 
@@ -82,6 +82,22 @@ def trial_counts_by_state(conn: Connection) -> dict[str, int]:
         ``{state: count}`` for RUNNING, WAITING, COMPLETE, PRUNED and FAIL, zeros included.
     """
     return _state_counts(conn)
+
+
+def study_counts_by_state(conn: Connection) -> dict[str, int]:
+    """Studies per control state over every tenant, for monitoring.
+
+    One ``GROUP BY`` over ``lrsearch_studies`` (one row per study): cheap
+    whatever the number of trials.
+
+    Args:
+        conn: A connection to the storage.
+
+    Returns:
+        ``{state: count}`` for the states that have studies.
+    """
+    query = sa.select(studies.c.state, sa.func.count()).group_by(studies.c.state)
+    return {str(state): int(n) for state, n in conn.execute(query)}
 
 
 def study_summary(conn: Connection, record: StudyRecord) -> StudySummary:

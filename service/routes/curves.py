@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from lrsearch import storage
-from lrsearch.service.deps import BackendDep, ReadableStudy, Reader
+from lrsearch.service.deps import INT32_MAX, BackendDep, ReadableStudy, Reader
 from lrsearch.service.openapi import API_PREFIX, problems
 from lrsearch.storage._results import TrialRow, finite_or_none
 
@@ -74,15 +74,18 @@ def _finite_list(values: list[float]) -> list[float | None]:
 
 def _parse_numbers(raw: str) -> list[int]:
     numbers = sorted({int(n) for n in raw.split(",")})
+    problems = []
     if len(numbers) > storage.MAX_CURVES:
+        problems.append(f"at most {storage.MAX_CURVES} trial numbers per request")
+    too_big = [n for n in numbers if n > INT32_MAX]
+    if too_big:
+        # Trial numbers are 32-bit INTEGERs; a larger one cannot name a trial.
+        problems.append(f"trial numbers must be at most {INT32_MAX}, got {too_big[:5]}")
+    if problems:
         raise RequestValidationError(
             [
-                {
-                    "type": "too_long",
-                    "loc": ("query", "numbers"),
-                    "msg": f"at most {storage.MAX_CURVES} trial numbers per request",
-                    "input": raw[:40],
-                }
+                {"type": "value_error", "loc": ("query", "numbers"), "msg": msg, "input": raw[:40]}
+                for msg in problems
             ]
         )
     return numbers

@@ -27,11 +27,18 @@ def list_keys(principal: Admin, backend: BackendDep) -> list[KeyOut]:
     return [key_out(k) for k in storage.list_keys(backend, tenant=principal.tenant)]
 
 
-@router.delete("/{key_id}", responses=problems(401, 403, 404), summary="Revoke a key")
+@router.delete("/{key_id}", responses=problems(401, 403, 404, 409, 422), summary="Revoke a key")
 def revoke_key(
-    key_id: Annotated[str, Path(description="The id shown by the key list.")],
+    key_id: Annotated[
+        str, Path(description="The id shown by the key list.", pattern=r"^[0-9a-f]{1,32}$")
+    ],
     principal: Admin,
     backend: BackendDep,
 ) -> KeyOut:
-    """Revoke a key of the tenant for good; requests with it get 401 from now on."""
-    return key_out(storage.revoke_key(backend, key_id, tenant=principal.tenant))
+    """Revoke a key of the tenant for good; requests with it get 401 from now on.
+
+    409 for the tenant's last un-revoked admin key: no one could create another
+    one over the API (``lrsearch keys create`` still can).
+    """
+    revoked = storage.revoke_key(backend, key_id, tenant=principal.tenant, keep_last_admin=True)
+    return key_out(revoked)

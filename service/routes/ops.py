@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 
-from lrsearch.service.deps import BackendDep
+from lrsearch.service.deps import BackendDep, Reader
 from lrsearch.service.metrics import CONTENT_TYPE
 from lrsearch.service.openapi import API_PREFIX, problems
 from lrsearch.service.schemas import HealthOut
@@ -24,9 +24,18 @@ def healthz(backend: BackendDep) -> HealthOut:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}},
+        **problems(401),
+    },
     summary="Prometheus metrics",
 )
-def metrics(request: Request) -> Response:
-    """Requests and latency by route template, trials by state, in Prometheus text format."""
+def metrics(request: Request, _caller: Reader) -> Response:
+    """Requests and latency by route template, trials and studies by state: Prometheus text.
+
+    Needs an API key of any scope and any tenant (give Prometheus a read key:
+    ``authorization: {credentials: lrs_...}``). Every number is a total over all
+    tenants; trial and study counts are at most ``LRSEARCH_METRICS_REFRESH_S``
+    seconds old.
+    """
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

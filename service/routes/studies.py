@@ -10,7 +10,15 @@ from fastapi import APIRouter, Body, Query, Request, Response
 
 from lrsearch import storage
 from lrsearch.search_space import parse_definition
-from lrsearch.service.deps import BackendDep, ReadableStudy, Reader, Submitter, WritableStudy
+from lrsearch.service.deps import (
+    INT32_MAX,
+    BackendDep,
+    ReadableStudy,
+    Reader,
+    StudyName,
+    Submitter,
+    WritableStudy,
+)
 from lrsearch.service.errors import BadCursorError
 from lrsearch.service.openapi import API_PREFIX, CREATE_STUDY_OPERATION, problems
 from lrsearch.service.schemas import StudyOut, StudyPage, study_brief, study_out
@@ -29,7 +37,8 @@ def _decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         text = ""
     number = text.removeprefix(_CURSOR_PREFIX)
-    if not text.startswith(_CURSOR_PREFIX) or not number.isdigit() or len(number) > 10:
+    # Study ids are 32-bit INTEGERs: a larger forged id would overflow the column.
+    if not (text.startswith(_CURSOR_PREFIX) and number.isdigit() and int(number) <= INT32_MAX):
         raise BadCursorError(f"invalid cursor {cursor[:40]!r} for the study list")
     return int(number)
 
@@ -69,9 +78,15 @@ def list_studies(
     principal: Reader,
     backend: BackendDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the last page.")
+    ] = None,
 ) -> StudyPage:
-    """The caller's tenant's studies, newest first, a page at a time."""
+    """The caller's tenant's studies, newest first, a page at a time.
+
+    Each with its trials per state, finished trials and best value, read for
+    the whole page at once (a few queries, however long the page).
+    """
     before = _decode_cursor(cursor) if cursor is not None else None
     records = storage.list_studies(
         backend, tenant=principal.tenant, limit=limit + 1, before_id=before
@@ -79,13 +94,33 @@ def list_studies(
     more = len(records) > limit
     records = records[:limit]
     next_cursor = _encode_cursor(records[-1].study_id) if more else None
-    return StudyPage(items=[study_brief(r) for r in records], next_cursor=next_cursor)
+    with backend.engine.connect() as conn:
+        progress = storage.study_progress(conn, records)
+    items = [study_brief(r, progress[r.study_id]) for r in records]
+    return StudyPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{name}", responses=problems(401, 403, 404), summary="One study and its progress")
 def get_study(record: ReadableStudy, backend: BackendDep) -> StudyOut:
     """Definition, state, trial counts per state, best trial, epochs spent and saved."""
     return _out(backend, record)
+
+
+@router.delete(
+    "/{name}",
+    status_code=204,
+    response_class=Response,
+    responses=problems(401, 403, 404, 422),
+    summary="Delete a study and its trials",
+)
+def delete_study(name: StudyName, principal: Submitter, backend: BackendDep) -> Response:
+    """Delete the study, its trials and results, for good; the name is free again.
+
+    Needs a submit (or admin) key of the study's tenant; another tenant's study
+    is not found. Workers running its trials drop them.
+    """
+    storage.delete_study(backend, name, tenant=principal.tenant)
+    return Response(status_code=204)
 
 
 def _control(action: Literal["pause", "resume", "cancel"], doc: str) -> None:

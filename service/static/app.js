@@ -57,20 +57,6 @@
     return body;
   }
 
-  // fn over items, at most `limit` requests in flight; results in input order.
-  async function mapLimit(items, limit, fn) {
-    const out = new Array(items.length);
-    let next = 0;
-    const lane = async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]).catch(() => null);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-    return out;
-  }
-
   // ------------------------------------------------------------------- helpers
 
   // Builds an element; children are nodes or strings (set as text, never parsed as HTML).
@@ -240,40 +226,45 @@
 
   async function showStudies(token) {
     setCrumbs([]);
-    const studies = new Map(); // name -> GET /studies/{name}
+    // name -> list item of GET /studies, which carries counts, progress and best value:
+    // one request per page, never one per study.
+    const studies = new Map();
     let cursor = null;
 
     async function loadPage(more) {
       const page = await api(`/studies?limit=50${more && cursor ? `&cursor=${enc(cursor)}` : ""}`);
       if (more || cursor === null) cursor = page.next_cursor;
-      return page.items;
+      for (const s of page.items) studies.set(s.name, s);
     }
-    const fetchDetails = async (names) => {
-      const details = await mapLimit(names, 6, (n) => api(`/studies/${enc(n)}`));
-      for (const d of details) if (d) studies.set(d.name, d);
-    };
-    const [items] = await Promise.all([loadPage(false), whoami()]);
-    await fetchDetails(items.map((s) => s.name));
+    await Promise.all([loadPage(false), whoami()]);
     if (token !== view) return;
     renderStudies([...studies.values()], cursor);
     show("studies-view");
     markRendered("studies");
 
     $("studies-more").onclick = async () => {
-      await fetchDetails((await loadPage(true)).map((s) => s.name));
+      await loadPage(true);
       if (token === view) renderStudies([...studies.values()], cursor);
     };
-    // Live: new studies appear, and running ones are re-read; finished ones are not.
+    // Live: the newest page is read again (one request); new studies appear.
     const refresh = async () => {
       const first = await api("/studies?limit=50");
-      const names = first.items.map((s) => s.name)
-        .filter((n) => !studies.has(n) || isLive(studies.get(n)));
-      await fetchDetails(names);
+      for (const s of first.items) studies.set(s.name, s);
       if (token !== view) return;
       renderStudies([...studies.values()], cursor);
       pollLater(token, refresh);
     };
     pollLater(token, refresh);
+  }
+
+  function stateCell(s) {
+    const cell = el("td", {}, el("span", { className: `badge ${s.state}` }, s.state));
+    if (s.state_reason) {
+      // A failed study says why, in the list itself.
+      cell.append(" ", el("span", { className: "reason muted", "data-field": "state-reason" }, s.state_reason));
+      cell.title = s.state_reason;
+    }
+    return cell;
   }
 
   function renderStudies(studies, cursor) {
@@ -282,10 +273,10 @@
     $("studies-table").tBodies[0].replaceChildren(...studies.map((s) => el("tr", { "data-study": s.name },
       el("td", {}, el("a", { href: studyHash(s.name) }, s.name)),
       el("td", {}, s.task),
-      el("td", {}, el("span", { className: `badge ${s.state}` }, s.state)),
+      stateCell(s),
       el("td", { className: "num", "data-field": "progress" }, `${s.finished}/${s.n_trials}`),
       el("td", { className: "num" }, s.counts.RUNNING),
-      el("td", { className: "num" }, num(s.best ? s.best.value : null)),
+      el("td", { className: "num" }, num(s.best_value)),
       el("td", { title: s.created_at }, age(s.created_at)),
     )));
     $("studies-empty").hidden = studies.length > 0;

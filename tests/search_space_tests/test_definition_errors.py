@@ -72,9 +72,13 @@ CASES: list[Any] = [
     (
         "lr-infinite",
         space(learning_rate={"low": 0.1, "high": float("inf")}),
-        [(SS, "learning_rate")],
+        [(SS, "learning_rate", "high")],
     ),
-    ("lr-nan", space(learning_rate={"low": float("nan"), "high": 1.0}), [(SS, "learning_rate")]),
+    (
+        "lr-nan",
+        space(learning_rate={"low": float("nan"), "high": 1.0}),
+        [(SS, "learning_rate", "low")],
+    ),
     ("lr-missing-high", space(learning_rate={"low": 0.1}), [(SS, "learning_rate", "high")]),
     (
         "lr-not-a-number",

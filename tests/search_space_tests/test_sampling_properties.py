@@ -29,6 +29,7 @@ from lrsearch.search_space import (
     sample_config,
     validate_fixed_params,
 )
+from lrsearch.search_space._definition import MAX_LEARNING_RATE
 
 PROPERTY_SETTINGS = settings(
     max_examples=50,
@@ -69,7 +70,7 @@ def param_overrides(draw: st.DrawFn, spec: ParamSpec) -> dict[str, Any]:
         high = draw(st.integers(low + 1, low + 10))
         log = low >= 1 and draw(st.booleans())
         return {"low": low, "high": high, "log": log}
-    if spec.max_high is not None:
+    if spec.max_high is not None and spec.max_high <= 1.0:
         low = draw(st.floats(0.01, 0.5))
         high = draw(st.floats(low + 0.01, 0.99))
     else:
@@ -93,7 +94,7 @@ def raw_definitions(draw: st.DrawFn) -> dict[str, Any]:
     lr_low = draw(st.floats(1e-6, 1.0))
     learning_rate = {
         "low": lr_low,
-        "high": lr_low * draw(st.floats(1.01, 1e4)),
+        "high": min(lr_low * draw(st.floats(1.01, 1e4)), MAX_LEARNING_RATE),
         "log": draw(st.booleans()),
     }
     dropout = draw(float_range(0.0, 0.8, 0.99))

@@ -80,7 +80,7 @@ class Api:
         return result
 
     def record(self, name: str) -> storage.StudyRecord:
-        return storage.get_study(self.backend, name)
+        return storage.get_study(self.backend, name, tenant=self.tenant)
 
 
 def unique_name(prefix: str = "svc") -> str:
@@ -103,7 +103,8 @@ def client(service_storage_url: str) -> Iterator[TestClient]:
 
     Tests that need other settings build their own app.
     """
-    settings = Settings(storage=service_storage_url, auth_disabled=False)
+    # Counts on every scrape: tests assert /metrics right after running trials.
+    settings = Settings(storage=service_storage_url, auth_disabled=False, metrics_refresh_s=0.0)
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 

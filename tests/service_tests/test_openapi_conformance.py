@@ -1,9 +1,11 @@
 """The API against its own OpenAPI document: schemathesis-generated requests, and real data.
 
 Schemathesis sends a bounded number of generated requests (valid, valid for
-the seeded study, and invalid) to every operation and checks that none gets a
-5xx and that every response matches the status codes, media types and schemas
-the document declares.
+the seeded study, and invalid) to every operation of the document, on SQLite
+and on PostgreSQL, and checks that none gets a 5xx and that every response
+matches the status codes, media types and schemas the document declares. The
+only request left out is revoking the caller's own key (every later request
+would be a 401); deleting a study targets a study seeded to be deleted.
 A second test reads a seeded study through the GETs and validates those
 (200) responses against the document as well.
 
@@ -33,10 +35,12 @@ from schemathesis.specs.openapi.checks import (
 from lrsearch import storage
 from lrsearch.search_space import parse_definition
 from lrsearch.service import Settings, create_app
+from tests.conftest import postgres_url_or_skip
 from tests.service_tests.conftest import TestClient, unique_name
 from tests.service_tests.helpers import drive_trials
 
-MAX_EXAMPLES = 15
+# Bounded so that both databases together stay well under a minute.
+MAX_EXAMPLES = 6
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -50,30 +54,44 @@ CHECKS = [
 class Seeded:
     url: str
     key: str
+    key_id: str
     study: str
+    disposable: str  # for DELETE /studies/{name}
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
-    """A SQLite storage with an admin key and a study with finished trials."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('conformance') / 'api.db'}"
+def _seed_study(backend: storage.Backend, tenant: str, *, trials: bool) -> storage.StudyRecord:
+    definition = parse_definition(
+        {
+            "name": unique_name(),
+            "task": "synthetic",
+            "budget": {"n_trials": 8, "max_epochs": 3},
+            "sampler": {"type": "random", "seed": 3},
+        }
+    )
+    record = storage.create_study(backend, definition, tenant=tenant)
+    if trials:
+        drive_trials(backend, record, outcomes=["COMPLETE", "PRUNED", "FAIL", "COMPLETE"] * 2)
+    return record
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+    """A storage with an admin key of a new tenant, a study with trials, and one to delete."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('conformance') / 'api.db'}"
+    else:
+        url = postgres_url_or_skip()
     backend = storage.open_backend(url)
     try:
         tenant = unique_name("tenant")
-        _, key = storage.create_key(backend, scope="admin", tenant=tenant)
-        definition = parse_definition(
-            {
-                "name": unique_name(),
-                "task": "synthetic",
-                "budget": {"n_trials": 8, "max_epochs": 3},
-                "sampler": {"type": "random", "seed": 3},
-            }
-        )
-        record = storage.create_study(backend, definition, tenant=tenant)
-        drive_trials(backend, record, outcomes=["COMPLETE", "PRUNED", "FAIL", "COMPLETE"] * 2)
+        key, plain = storage.create_key(backend, scope="admin", tenant=tenant)
+        study = _seed_study(backend, tenant, trials=True)
+        disposable = _seed_study(backend, tenant, trials=False)
     finally:
         backend.dispose()
-    return Seeded(url=url, key=key, study=record.name)
+    return Seeded(url, plain, key.key_id, study.name, disposable.name)
 
 
 def _cases() -> list[tuple[str, str, str]]:
@@ -108,9 +126,12 @@ def test_generated_requests_get_no_5xx_and_match_the_schema(
     operation = api_schema[path][method]
     fixed: dict[str, Any] = {}
     if mode == "positive-seeded-study":
-        fixed["path_parameters"] = {"name": seeded.study}
+        study = seeded.disposable if method == "DELETE" else seeded.study
+        fixed["path_parameters"] = {"name": study}
     generation = GenerationMode.NEGATIVE if mode == "negative" else GenerationMode.POSITIVE
-    strategy = operation.as_strategy(generation, **fixed)
+    strategy = operation.as_strategy(generation, **fixed).filter(
+        lambda case: (case.path_parameters or {}).get("key_id") != seeded.key_id
+    )
     headers = {"Authorization": f"Bearer {seeded.key}"}
 
     @given(case=strategy)
@@ -127,11 +148,21 @@ def test_generated_requests_get_no_5xx_and_match_the_schema(
     check()
 
 
+def test_every_operation_is_covered() -> None:
+    operations = {(method, path) for method, path, _ in _cases()}
+    assert ("DELETE", "/api/v1/studies/{name}") in operations
+    assert ("DELETE", "/api/v1/keys/{key_id}") in operations
+    assert len(operations) == sum(
+        len(ops) for ops in create_app(Settings(storage="sqlite://")).openapi()["paths"].values()
+    )
+
+
 def test_real_responses_match_the_schema(seeded: Seeded) -> None:
     app = create_app(Settings(storage=seeded.url))
     document = schemathesis.openapi.from_dict(app.openapi())
     headers = {"Authorization": f"Bearer {seeded.key}"}
     name = seeded.study
+    fresh = unique_name()
     requests = [
         ("GET", "/api/v1/studies", "/api/v1/studies"),
         ("GET", "/api/v1/studies/{name}", f"/api/v1/studies/{name}"),
@@ -148,8 +179,17 @@ def test_real_responses_match_the_schema(seeded: Seeded) -> None:
         ("GET", "/api/v1/keys", "/api/v1/keys"),
         ("GET", "/api/v1/healthz", "/api/v1/healthz"),
         ("GET", "/api/v1/metrics", "/api/v1/metrics"),
+        # The caller's own key, its tenant's last admin key: a 409 problem.
+        ("DELETE", "/api/v1/keys/{key_id}", f"/api/v1/keys/{seeded.key_id}"),
+        # 204, then a 404 problem.
+        ("DELETE", "/api/v1/studies/{name}", f"/api/v1/studies/{fresh}"),
+        ("DELETE", "/api/v1/studies/{name}", f"/api/v1/studies/{fresh}"),
     ]
     with TestClient(app) as client:
+        created = client.post(
+            "/api/v1/studies", json={"name": fresh, "task": "synthetic"}, headers=headers
+        )
+        assert created.status_code == 201
         for method, template, url in requests:
             response = client.request(method, url, headers=headers)
             assert response.status_code < 500, (url, response.text)

@@ -34,7 +34,7 @@ def test_metrics_count_requests_by_route_template_and_trials_by_state(
     drive(name, outcomes=["COMPLETE", "PRUNED"])
     api.get(f"/studies/{name}")
     api.get("/studies/missing-one")
-    response = api.client.get("/metrics")
+    response = api.client.get("/metrics", headers=api.headers("read"))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
@@ -55,7 +55,7 @@ def test_metrics_count_requests_by_route_template_and_trials_by_state(
     assert _sample(text, "lrsearch_trials", state="COMPLETE") >= 1
     assert _sample(text, "lrsearch_trials", state="PRUNED") >= 1
     assert _sample(text, "lrsearch_storage_up") == 1.0
-    assert api.client.get("/api/v1/metrics").status_code == 200
+    assert api.get("/metrics").status_code == 200
 
 
 def test_openapi_documents_the_api_with_an_example_definition(api: Api) -> None:
@@ -76,6 +76,7 @@ def test_openapi_documents_the_api_with_an_example_definition(api: Api) -> None:
         ("get", "/api/v1/studies/{name}/importance"),
         ("get", "/api/v1/healthz"),
         ("get", "/api/v1/metrics"),
+        ("delete", "/api/v1/studies/{name}"),
     }
     assert expected <= {(m, p) for p, ops in paths.items() for m in ops}
     create = paths["/api/v1/studies"]["post"]

@@ -85,10 +85,15 @@ def test_list_pages_newest_first_and_only_the_tenants_studies(api: Api, other_ap
         "name",
         "task",
         "state",
+        "control_state",
+        "state_reason",
         "direction",
         "n_trials",
         "max_epochs",
         "created_at",
+        "counts",
+        "finished",
+        "best_value",
     }
 
 

@@ -1,0 +1,107 @@
+"""Progress of a whole page of studies at once, for the study list.
+
+The list shows, for each study, its trials per state, how much of its budget
+has finished, whether it is done, and its best value. Asking
+:func:`storage.study_summary` per study would cost several queries per row;
+here three aggregates (``GROUP BY study_id``) answer for the whole page,
+whatever its length, each restricted to the page's study ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from lrsearch.storage._budget import FINISHED, STATE_TEXT, BudgetCounts
+from lrsearch.storage._results import (
+    TRIAL_STATES,
+    is_finite,
+    optuna_trials,
+    optuna_user_attrs,
+)
+from lrsearch.storage._studies import StudyRecord
+from lrsearch.storage._tables import trial_results
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """Where one study of a page stands (the same numbers as its full summary)."""
+
+    counts: dict[str, int]
+    """Trials per state; all five states, zeros included."""
+    finished: int
+    """Finished trials that count toward the budget (retried failures excluded)."""
+    done: bool
+    """Every trial of the budget has finished."""
+    best_value: float | None
+    """The best finite value of a COMPLETE trial, by the study's direction."""
+
+
+def study_progress(conn: Connection, records: Sequence[StudyRecord]) -> dict[int, StudyProgress]:
+    """The progress of each study in ``records``, keyed by study id, in three queries.
+
+    Args:
+        conn: A connection to the storage.
+        records: The studies of one page (a few hundred at most).
+
+    Returns:
+        ``{study_id: StudyProgress}`` for every record.
+    """
+    ids = [r.study_id for r in records]
+    if not ids:
+        return {}
+    by_state: dict[int, dict[str, int]] = {i: {} for i in ids}
+    study_id = optuna_trials.c.study_id
+    for sid, state, n in conn.execute(
+        sa.select(study_id, STATE_TEXT, sa.func.count())
+        .where(study_id.in_(ids))
+        .group_by(study_id, STATE_TEXT)
+    ):
+        by_state[int(sid)][str(state)] = int(n)
+    # Failures that a retry repeats do not count toward the budget (see storage._budget).
+    retried = {
+        int(sid): int(n)
+        for sid, n in conn.execute(
+            sa.select(study_id, sa.func.count(sa.distinct(optuna_user_attrs.c.value_json)))
+            .select_from(
+                optuna_user_attrs.join(
+                    optuna_trials, optuna_trials.c.trial_id == optuna_user_attrs.c.trial_id
+                )
+            )
+            .where(study_id.in_(ids), optuna_user_attrs.c.key == "retry_of")
+            .group_by(study_id)
+        )
+    }
+    tr = trial_results.c
+    extremes = {
+        int(sid): (hi, lo)
+        for sid, hi, lo in conn.execute(
+            sa.select(tr.study_id, sa.func.max(tr.value), sa.func.min(tr.value))
+            .where(tr.study_id.in_(ids), tr.state == "COMPLETE", is_finite(tr.value))
+            .group_by(tr.study_id)
+        )
+    }
+    progress = {}
+    for record in records:
+        states = by_state[record.study_id]
+        budget = BudgetCounts(
+            n_trials=record.n_trials,
+            total=sum(states.values()),
+            retried=retried.get(record.study_id, 0),
+            waiting=states.get("WAITING", 0),
+            running=states.get("RUNNING", 0),
+            finished=sum(states.get(s, 0) for s in FINISHED),
+            by_state=states,
+        )
+        hi, lo = extremes.get(record.study_id, (None, None))
+        best = hi if record.direction == "maximize" else lo
+        progress[record.study_id] = StudyProgress(
+            counts={**dict.fromkeys(TRIAL_STATES, 0), **states},
+            finished=budget.finished - budget.retried,
+            done=budget.done,
+            best_value=None if best is None else float(best),
+        )
+    return progress
