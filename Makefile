@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format envdoc bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# README's table of LRSEARCH_* variables, from the settings classes (a test compares them).
+envdoc: $(STAMP)
+	$(BIN)/python -m lrsearch.cli.envdoc --update README.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/results_queries.py

@@ -1,14 +1,17 @@
-"""Choosing the torch device a worker trains on, and mixed precision on it."""
+"""Choosing the torch device a worker trains on, mixed precision on it, and its CPU threads."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+from collections.abc import MutableMapping
 from contextlib import AbstractContextManager
 
 import torch
 
 from lrsearch.workers._errors import DeviceError
+from lrsearch.workers.settings import THREAD_ENV
 
 _CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
 
@@ -62,3 +65,23 @@ def autocast_context(device: torch.device, bf16: bool) -> AbstractContextManager
     if not torch.cuda.is_bf16_supported():
         raise DeviceError(f"bf16 was requested but {device} does not support bfloat16")
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+
+
+def apply_threads(threads: int, env: MutableMapping[str, str] | None = None) -> None:
+    """Limit this worker's CPU threads to ``threads``: PyTorch's, and those of its children.
+
+    Without a limit each of K workers on a host uses every core (a 2-core host
+    ran at load 12). ``torch.set_num_threads`` sizes the intra-op pool of this
+    process; ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` carry the limit to any
+    process it starts (data-loading workers, a nested supervisor's children).
+
+    Args:
+        threads: Threads for this process, at least 1.
+        env: The environment to update; default ``os.environ``.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    target = os.environ if env is None else env
+    for name in THREAD_ENV:
+        target[name] = str(threads)

@@ -18,7 +18,11 @@ The supervisor:
 - forwards SIGTERM/SIGINT to the children and waits for them (a second signal
   is forwarded too, and makes them exit at once); children still alive
   ``stop_timeout_s`` after the first signal are killed;
-- exits 0 when every slot finished, 1 when some slot gave up restarting.
+- exits 0 when every slot finished, 1 when some slot gave up restarting;
+- shares the host's CPU cores among the children: each gets ``threads``
+  PyTorch threads (default: cores // children, at least 1) through
+  ``LRSEARCH_THREADS``, ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS``, so that K
+  children do not each start a thread per core.
 
 Children run in their own session, so a Ctrl-C in the terminal reaches them
 once, through the supervisor, rather than twice; on Linux they also get
@@ -41,14 +45,15 @@ from types import FrameType
 from typing import IO
 
 from lrsearch.workers._errors import DeviceError
+from lrsearch.workers.settings import THREAD_ENV, cpu_cores, default_threads, env_name
 
 log = logging.getLogger(__name__)
 
 # Environment variables of the supervisor that must not reach a child: a child
 # that saw LRSEARCH_GPUS would start a supervisor of its own.
-_SUPERVISOR_ONLY_ENV = ("LRSEARCH_GPUS", "LRSEARCH_TRIALS_PER_GPU")
+_SUPERVISOR_ONLY_ENV = (env_name("gpus"), env_name("trials_per_gpu"))
 _PR_SET_PDEATHSIG = 1
-_SUPERVISOR_PID_ENV = "LRSEARCH_SUPERVISOR_PID"
+_SUPERVISOR_PID_ENV = env_name("supervisor_pid")
 
 
 def visible_devices(env: Mapping[str, str] | None = None) -> list[str] | None:
@@ -162,6 +167,7 @@ class Supervisor:
         stable_after_s: float = 300.0,
         stop_timeout_s: float = 60.0,
         poll_s: float = 0.2,
+        threads: int | None = None,
     ) -> None:
         """Prepare the slots; nothing starts before :meth:`run`.
 
@@ -177,6 +183,8 @@ class Supervisor:
             stop_timeout_s: After the first stop signal, children still alive
                 this long are killed.
             poll_s: How often children are checked.
+            threads: CPU threads of each child; default the usable cores
+                divided by the number of children, at least 1.
         """
         if trials_per_gpu < 1:
             raise ValueError(f"trials_per_gpu must be at least 1, got {trials_per_gpu}")
@@ -198,6 +206,9 @@ class Supervisor:
             for gpu in gpus
             for k in range(trials_per_gpu)
         ]
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self.threads = threads or default_threads(cores=cpu_cores(), workers=len(self.slots))
         self._signals: list[int] = []
         self._stop_deadline: float | None = None
         self._out_lock = threading.Lock()
@@ -320,7 +331,11 @@ class Supervisor:
     def _start(self, slot: _Slot, now: float) -> None:
         env = dict(self._env)
         env["CUDA_VISIBLE_DEVICES"] = slot.gpu
-        env["LRSEARCH_WORKER_LABEL"] = slot.label
+        env[env_name("worker_label")] = slot.label
+        env[env_name("threads")] = str(self.threads)
+        env[env_name("local_workers")] = str(len(self.slots))
+        for name in THREAD_ENV:  # read by OpenMP/MKL as the child's torch starts
+            env[name] = str(self.threads)
         env[_SUPERVISOR_PID_ENV] = str(os.getpid())
         # Line by line through the pipes, so prefixed lines appear as they happen.
         env["PYTHONUNBUFFERED"] = "1"
@@ -343,10 +358,11 @@ class Supervisor:
             self._pump(stderr, _binary(sys.stderr), prefix),
         ]
         log.info(
-            "[%s] started worker pid %d with CUDA_VISIBLE_DEVICES=%s",
+            "[%s] started worker pid %d with CUDA_VISIBLE_DEVICES=%s, %d CPU thread(s)",
             slot.label,
             slot.proc.pid,
             slot.gpu,
+            self.threads,
         )
 
     def _pump(self, source: IO[bytes], sink: IO[bytes], prefix: bytes) -> threading.Thread:

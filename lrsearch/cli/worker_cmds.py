@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from lrsearch.workers.settings import WorkerSettings
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -21,6 +24,19 @@ def _setup_logging(verbose: bool = False) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def _require_torch(command: str) -> None:
+    """Exit 2 with the fix when torch is missing (the base install is the service's)."""
+    try:
+        import torch  # noqa: F401 - the worker loads it anyway
+    except ImportError:
+        typer.echo(
+            f"error: lrsearch {command} trains with PyTorch, which is not installed here; "
+            "install the worker extra: pip install 'lrsearch[worker]'",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 def register(app: typer.Typer) -> None:
     """Add ``worker`` and ``demo`` to ``app``."""
     app.command("worker")(worker)
@@ -29,45 +45,81 @@ def register(app: typer.Typer) -> None:
 
 def worker(
     study: Annotated[
-        str | None, typer.Option(help="Serve only this study.", envvar="LRSEARCH_STUDY")
+        str | None, typer.Option(help="Serve only this study (env LRSEARCH_STUDY).")
     ] = None,
     device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda or cuda:N.", envvar="LRSEARCH_DEVICE")
-    ] = "auto",
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (env LRSEARCH_DEVICE; auto).")
+    ] = None,
     max_trials: Annotated[int | None, typer.Option(help="Exit after this many trials.")] = None,
     idle_exit: Annotated[
         float | None, typer.Option(help="Exit after this many seconds without work.")
     ] = None,
     bf16: Annotated[
-        bool, typer.Option(help="bfloat16 autocast on CUDA.", envvar="LRSEARCH_BF16")
-    ] = False,
+        bool | None,
+        typer.Option("--bf16/--no-bf16", help="bfloat16 autocast on CUDA (env LRSEARCH_BF16)."),
+    ] = None,
     gpus: Annotated[
         str | None,
         typer.Option(
             help="Start one supervised worker process per GPU: 'all' or e.g. 0,1. "
-            "With --device cpu the processes train on CPU (testing without GPUs).",
-            envvar="LRSEARCH_GPUS",
+            "With --device cpu the processes train on CPU (testing without GPUs) "
+            "(env LRSEARCH_GPUS).",
         ),
     ] = None,
     trials_per_gpu: Annotated[
-        int,
+        int | None,
         typer.Option(
-            min=1, help="With --gpus: worker processes per GPU.", envvar="LRSEARCH_TRIALS_PER_GPU"
+            min=1, help="With --gpus: worker processes per GPU (env LRSEARCH_TRIALS_PER_GPU; 1)."
         ),
-    ] = 1,
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="CPU threads of PyTorch in each worker process (env LRSEARCH_THREADS; "
+            "the cores divided by the worker processes on this host).",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Pull trials from the shared storage (LRSEARCH_STORAGE) and train them."""
+    _require_torch("worker")
     _setup_logging(verbose)
-    if gpus:
-        _supervise(gpus, trials_per_gpu, device, study, max_trials, idle_exit, bf16, verbose)
+    overrides = {
+        "study": study,
+        "device": device,
+        "bf16": bf16,
+        "gpus": gpus,
+        "trials_per_gpu": trials_per_gpu,
+        "threads": threads,
+    }
+    settings = _worker_settings({k: v for k, v in overrides.items() if v is not None})
+    if settings.gpus:
+        _supervise(settings, max_trials, idle_exit, verbose)
         return
     from lrsearch import storage
     from lrsearch.workers import DeviceError
+    from lrsearch.workers.device import apply_threads
     from lrsearch.workers.loop import WorkerOptions, run_worker
+    from lrsearch.workers.settings import resolve_threads
 
+    apply_threads(resolve_threads(settings))
+    import torch
+
+    logging.getLogger("lrsearch.workers").info(
+        "PyTorch uses %d CPU thread(s) (--threads, LRSEARCH_THREADS)", torch.get_num_threads()
+    )
     options = WorkerOptions(
-        study=study, device=device, max_trials=max_trials, idle_exit=idle_exit, bf16=bf16
+        storage_url=settings.storage,
+        study=settings.study,
+        device=settings.device,
+        max_trials=max_trials,
+        idle_exit=idle_exit,
+        bf16=settings.bf16,
+        heartbeat_s=settings.heartbeat_s,
+        grace_s=settings.grace_s,
+        stop_timeout_s=settings.stop_timeout_s,
+        label=settings.worker_label,
     )
     try:
         stats = run_worker(options, on_trial=_print_outcome)
@@ -77,23 +129,33 @@ def worker(
     typer.echo(f"worker done: {stats.trials} trials {stats.by_state}", err=True)
 
 
+def _worker_settings(overrides: dict[str, Any]) -> WorkerSettings:
+    """The worker's settings: options first, then LRSEARCH_* variables; exit 2 listing problems."""
+    from pydantic import ValidationError
+
+    from lrsearch.workers.settings import WorkerSettings, env_name
+
+    try:
+        return WorkerSettings(**overrides)
+    except ValidationError as exc:
+        typer.echo(f"error: {exc.error_count()} problem(s) in the worker's settings:", err=True)
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            where = f"--{field.replace('_', '-')}" if field in overrides else env_name(field)
+            typer.echo(f"  {where}: {error['msg']} (got {error.get('input')!r})", err=True)
+        raise typer.Exit(2) from None
+
+
 def _supervise(
-    gpus: str,
-    trials_per_gpu: int,
-    device: str,
-    study: str | None,
-    max_trials: int | None,
-    idle_exit: float | None,
-    bf16: bool,
-    verbose: bool,
+    settings: WorkerSettings, max_trials: int | None, idle_exit: float | None, verbose: bool
 ) -> None:
     """``worker --gpus``: one ``lrsearch worker`` child per GPU slot, pinned and supervised."""
     import torch
 
     from lrsearch.workers import DeviceError
-    from lrsearch.workers.loop import WorkerOptions
     from lrsearch.workers.supervisor import Supervisor, parse_gpus
 
+    device, gpus = settings.device, settings.gpus or ""
     if device not in ("auto", "cuda", "cpu"):
         typer.echo(
             f"error: --gpus pins each worker process to one GPU (cuda:0 inside it); "
@@ -107,22 +169,29 @@ def _supervise(
     except DeviceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    # The children read the rest of their settings from the same environment.
     child = [sys.executable, "-m", "lrsearch.cli.main", "worker"]
     child += ["--device", "cpu" if on_cpu else "cuda:0"]
-    if study is not None:
-        child += ["--study", study]
+    if settings.study is not None:
+        child += ["--study", settings.study]
     if max_trials is not None:
         child += ["--max-trials", str(max_trials)]
     if idle_exit is not None:
         child += ["--idle-exit", str(idle_exit)]
-    if bf16:
+    if settings.bf16:
         child.append("--bf16")
     if verbose:
         child.append("--verbose")
     # The children stop within their own stop timeout; allow them that and some.
-    stop_timeout = WorkerOptions().stop_timeout_s + 15.0
-    code = Supervisor(ids, child, trials_per_gpu=trials_per_gpu, stop_timeout_s=stop_timeout).run()
-    raise typer.Exit(code)
+    stop_timeout = settings.stop_timeout_s + 15.0
+    supervisor = Supervisor(
+        ids,
+        child,
+        trials_per_gpu=settings.trials_per_gpu,
+        stop_timeout_s=stop_timeout,
+        threads=settings.threads,
+    )
+    raise typer.Exit(supervisor.run())
 
 
 def _print_outcome(outcome: Any, *, budget: int | None = None, done: int | None = None) -> None:
@@ -180,6 +249,7 @@ def demo(
     port: Annotated[int, typer.Option(help="With --serve: port.")] = 8000,
 ) -> None:
     """Run a whole study on the embedded SQLite storage and print the best schedules."""
+    _require_torch("demo")
     _setup_logging()
     logging.getLogger().setLevel(logging.WARNING)
     from lrsearch import storage
@@ -201,7 +271,9 @@ def demo(
         params = {**common, **baseline}
         validate_fixed_params(definition, params)
         storage.enqueue_fixed(backend, study, record, params)
-    typer.echo(f"storage: {url}")
+    from lrsearch.cli.client_cmds import masked_url
+
+    typer.echo(f"storage: {masked_url(url)}")
     typer.echo(
         f"study {name}: task digits-mlp, {trials} trials x up to {DEMO_EPOCHS} epochs, "
         "6 schedule types, TPE sampler, Hyperband pruner"

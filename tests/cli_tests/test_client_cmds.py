@@ -12,65 +12,19 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from lrsearch import storage
 from lrsearch.cli.main import app
-from lrsearch.service import Settings, create_app
+from tests.cli_tests.helpers import Live, run, write
 from tests.service_tests.helpers import drive_trials
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class Live:
-    api_url: str
-    storage_url: str
-    key: str
-    read_key: str
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
-    """The real service over HTTP on a temporary SQLite file, with admin and read keys."""
-    storage_url = f"sqlite:///{tmp_path / 'cli.db'}"
-    backend = storage.open_backend(storage_url)
-    _, key = storage.create_key(backend, scope="admin")
-    _, read_key = storage.create_key(backend, scope="read")
-    backend.dispose()
-    config = uvicorn.Config(
-        create_app(Settings(storage=storage_url)), host="127.0.0.1", port=0, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield Live(f"http://127.0.0.1:{port}", storage_url, key, read_key)
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-def run(live: Live, *args: str, key: str | None = None) -> Result:
-    env = {"LRSEARCH_API_URL": live.api_url, "LRSEARCH_API_KEY": key or live.key}
-    return CliRunner().invoke(app, list(args), env=env)
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 YAML_STUDY = """\

@@ -20,13 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import optuna
 import pytest
 import torch
 import uvicorn
 from fastapi import FastAPI
 
 from lrsearch import storage
-from lrsearch.search_space import SCHEDULE_TYPES, parse_definition
+from lrsearch.search_space import (
+    SCHEDULE_TYPES,
+    StudyDefinition,
+    parse_definition,
+    sample_config,
+)
 from lrsearch.service import Settings, create_app
 from lrsearch.service.routes import curves, dashboard
 from lrsearch.workers.loop import WorkerOptions, run_worker
@@ -42,6 +48,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 API = "/api/v1"
+FIXTURE_SEED = 5
 
 
 @dataclass(frozen=True)
@@ -89,22 +96,44 @@ def run_trials(storage_url: str, study: str, n: int | None) -> None:
     run_worker(options)
 
 
-def _create(backend: storage.Backend, name: str, n_trials: int, *, baselines: bool) -> None:
+def fixed_params(definition: StudyDefinition) -> list[dict[str, Any]]:
+    """Every trial's configuration, drawn once by a seeded sampler in memory.
+
+    The worker salts a seeded sampler with its process id (so that parallel
+    workers differ), which made the fixture's trials, and so how many were
+    pruned, change from run to run. Enqueuing complete configurations leaves
+    the worker nothing to sample: the same trials, values and prunes every run
+    (training itself is seeded and runs on one CPU thread).
+    """
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=FIXTURE_SEED))
+    # One trial per schedule type first, so that every type has results.
+    for schedule in SCHEDULE_TYPES:
+        study.enqueue_trial({"schedule": schedule})
+    params = []
+    for _ in range(definition.budget.n_trials):
+        trial = study.ask()
+        sample_config(trial, definition)
+        params.append(dict(trial.params))
+        study.tell(trial, 0.0)
+    return params
+
+
+def _create(backend: storage.Backend, name: str, n_trials: int, *, trials: bool) -> None:
+    """Create a study; with ``trials``, enqueue its whole budget as fixed configurations."""
     definition = parse_definition(
         {
             "name": name,
             "task": "synthetic",
             "budget": {"n_trials": n_trials, "max_epochs": 4},
-            "sampler": {"type": "random", "seed": 5},
+            "sampler": {"type": "random", "seed": FIXTURE_SEED},
             "pruner": {"type": "median", "min_epochs": 1},
         }
     )
     record = storage.create_study(backend, definition)
-    if baselines:
-        # One trial per schedule type first, so that every type has results.
+    if trials:
         study = storage.load_optuna_study(backend, record)
-        for schedule in SCHEDULE_TYPES:
-            storage.enqueue_fixed(backend, study, record, {"schedule": schedule})
+        for params in fixed_params(definition):
+            storage.enqueue_fixed(backend, study, record, params)
 
 
 @contextmanager
@@ -138,11 +167,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardSite]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: threads cost more than they save
     try:
-        _create(backend, studies["done"], 12, baselines=True)
+        _create(backend, studies["done"], 12, trials=True)
         run_trials(storage_url, studies["done"], None)
-        _create(backend, studies["live"], 10, baselines=True)
+        _create(backend, studies["live"], 10, trials=True)
         run_trials(storage_url, studies["live"], 3)
-        _create(backend, studies["idle"], 5, baselines=False)
+        _create(backend, studies["idle"], 5, trials=False)
     finally:
         torch.set_num_threads(threads)
     keys = {

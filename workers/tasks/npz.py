@@ -7,7 +7,6 @@ get a small CNN. Labels are integers in ``[0, num_classes)``.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,9 +19,10 @@ from torch import nn
 
 from lrsearch.workers._errors import TaskDataError, TaskError
 from lrsearch.workers.models import init_weights, make_cnn, make_mlp
+from lrsearch.workers.settings import WorkerSettings, env_name
 from lrsearch.workers.tasks._registry import TaskData, check_options
 
-PATH_ENV = "LRSEARCH_TASK_NPZ"
+PATH_ENV = env_name("task_npz")
 REQUIRED_KEYS = ("x_train", "y_train", "x_val", "y_val")
 _MLP_HIDDEN = (128, 64)
 
@@ -43,7 +43,7 @@ class NpzClassifierTask:
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         options = dict(options or {})
         check_options(self.name, options, {"path", "num_classes"})
-        path = options.get("path") or os.environ.get(PATH_ENV)
+        path = options.get("path") or WorkerSettings().task_npz
         if not path:
             raise TaskError(f"npz-classifier needs options['path'] or the {PATH_ENV} variable")
         self.path = Path(path)
