@@ -159,7 +159,8 @@ def _enqueue(backend: storage.Backend, record: storage.StudyRecord, batch_sizes:
 def _trials(
     backend: storage.Backend, record: storage.StudyRecord
 ) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=record.name, storage=backend.optuna_storage).get_trials()
+    study = optuna.load_study(study_name=record.optuna_name, storage=backend.optuna_storage)
+    return study.get_trials()
 
 
 def check_oom(backend: storage.Backend, plugin_dir: Path) -> tuple[bool, str]:

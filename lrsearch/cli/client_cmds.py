@@ -1,7 +1,8 @@
-"""``serve``, ``submit``, ``status``, ``best`` and ``keys create``.
+"""``serve``, ``submit``, ``status``, ``best``, ``delete`` and ``keys create``.
 
-``serve`` runs the REST service; ``submit``, ``status`` and ``best`` are its
-client, and find it at ``LRSEARCH_API_URL`` with the key in ``LRSEARCH_API_KEY``;
+``serve`` runs the REST service; ``submit``, ``status``, ``best`` and ``delete``
+are its client, and find it at ``LRSEARCH_API_URL`` with the key in
+``LRSEARCH_API_KEY`` (:class:`~lrsearch.client._settings.ClientSettings`);
 ``keys create`` writes straight to ``LRSEARCH_STORAGE``. Heavy imports (the
 service, httpx, storage) happen inside the commands, so that ``lrsearch worker``
 never loads FastAPI.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,10 +23,13 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from lrsearch.cli._definition_file import DefinitionFileError, load_definition
+from lrsearch.client._http import segment
+from lrsearch.client._settings import ClientSettings
+
 if TYPE_CHECKING:
     import httpx
 
-DEFAULT_API_URL = "http://127.0.0.1:8000"
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 BAR_WIDTH = 30
@@ -44,6 +47,7 @@ def register(app: typer.Typer) -> None:
     app.command("submit")(submit)
     app.command("status")(status)
     app.command("best")(best)
+    app.command("delete")(delete)
     keys = typer.Typer(help="API keys of the service.", no_args_is_help=True)
     keys.command("create")(keys_create)
     app.add_typer(keys, name="keys")
@@ -92,12 +96,24 @@ def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _client_settings() -> ClientSettings:
+    from pydantic import ValidationError
+
+    try:
+        return ClientSettings()
+    except ValidationError as exc:  # pragma: no cover - two plain strings cannot fail today
+        _fail(f"bad LRSEARCH_API_URL / LRSEARCH_API_KEY: {exc}", EXIT_BAD_INPUT)
+
+
 def _request(method: str, path: str, body: Any = None) -> Any:
-    """Call the service; on an error response print the problem and exit."""
+    """Call the service; on an error response print the problem and exit.
+
+    ``path`` is relative to ``/api/v1``; quote each variable part with :func:`segment`.
+    """
     import httpx
 
-    base = os.environ.get("LRSEARCH_API_URL") or DEFAULT_API_URL
-    key = os.environ.get("LRSEARCH_API_KEY")
+    settings = _client_settings()
+    base, key = settings.api_url, settings.api_key
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=30.0) as client:
@@ -112,7 +128,7 @@ def _request(method: str, path: str, body: Any = None) -> Any:
     except httpx.HTTPError as exc:
         _fail(f"cannot reach the service at {base} (LRSEARCH_API_URL): {exc}")
     if response.is_success:
-        return response.json()
+        return response.json() if response.content else None
     _report_problem(response, has_key=key is not None)
 
 
@@ -137,24 +153,10 @@ def _report_problem(response: httpx.Response, *, has_key: bool) -> NoReturn:
 
 
 def _load_definition(path: Path) -> Any:
-    suffix = path.suffix.lower()
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read {path}: {exc}", EXIT_BAD_INPUT)
-    if suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            _fail(f"{path} is not valid YAML: {exc}", EXIT_BAD_INPUT)
-    if suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            _fail(f"{path} is not valid JSON: {exc}", EXIT_BAD_INPUT)
-    _fail(f"{path}: expected a .yaml, .yml or .json file", EXIT_BAD_INPUT)
+        return load_definition(path)
+    except DefinitionFileError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
 
 
 def submit(
@@ -206,7 +208,7 @@ def status(
     previous = ""
     try:
         while True:
-            study = _request("GET", f"/studies/{name}")
+            study = _request("GET", f"/studies/{segment(name)}")
             line = progress_line(study)
             ended = study["state"] in ("finished", "cancelled")
             if not watch:
@@ -252,11 +254,39 @@ def schedules_table(study: dict[str, Any], schedules: list[dict[str, Any]]) -> s
     return "\n".join(lines)
 
 
-def best(name: Annotated[str, typer.Argument(help="The study's name.")]) -> None:
+class BestAs(enum.StrEnum):
+    TABLE = "table"
+    PYTORCH = "pytorch"
+
+
+def best(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    as_: Annotated[
+        BestAs,
+        typer.Option("--as", help="table, or pytorch: the winner as optimizer + scheduler code."),
+    ] = BestAs.TABLE,
+) -> None:
     """Print the best trial of each schedule type, best schedule first."""
-    study = _request("GET", f"/studies/{name}")
-    schedules = _request("GET", f"/studies/{name}/schedules")["items"]
+    if as_ == BestAs.PYTORCH:
+        from lrsearch.cli.export_cmds import best_as_pytorch
+
+        best_as_pytorch(name)
+        return
+    study = _request("GET", f"/studies/{segment(name)}")
+    schedules = _request("GET", f"/studies/{segment(name)}/schedules")["items"]
     typer.echo(schedules_table(study, schedules))
+
+
+def delete(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a study and all its trials (asks first unless --yes)."""
+    # No answer (an empty or closed stdin) is a no: click aborts with exit code 1.
+    if not yes and not typer.confirm(f"Delete study {name!r} and all its trials?", err=True):
+        _fail(f"study {name} not deleted")
+    _request("DELETE", f"/studies/{segment(name)}")
+    typer.echo(f"deleted study {name}", err=True)
 
 
 def keys_create(
@@ -274,8 +304,19 @@ def keys_create(
     finally:
         backend.dispose()
     typer.echo(
-        f"created {key.scope} key {key.key_id} for tenant {key.tenant!r} in {backend.url}; "
-        "it is shown only this once",
+        f"created {key.scope} key {key.key_id} for tenant {key.tenant!r} in "
+        f"{masked_url(backend.url)}; it is shown only this once",
         err=True,
     )
     typer.echo(plain)
+
+
+def masked_url(url: str) -> str:
+    """A storage URL fit for logs: the password, if any, shown as ``***``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL SQLAlchemy can parse: show nothing of it
+        return "<storage>"
