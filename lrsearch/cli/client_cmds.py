@@ -14,6 +14,7 @@ Exit codes: 0 success, 1 a failed request (unreachable service, 401, 404,
 from __future__ import annotations
 
 import enum
+import http
 import json
 import logging
 import sys
@@ -28,7 +29,8 @@ from lrsearch.client._http import segment
 from lrsearch.client._settings import ClientSettings
 
 if TYPE_CHECKING:
-    import httpx
+    from lrsearch.client import ClientError
+    from lrsearch.client._http import Http
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -105,51 +107,68 @@ def _client_settings() -> ClientSettings:
         _fail(f"bad LRSEARCH_API_URL / LRSEARCH_API_KEY: {exc}", EXIT_BAD_INPUT)
 
 
+def open_http() -> tuple[Http, bool]:
+    """The client's :class:`~lrsearch.client._http.Http` on ``LRSEARCH_API_URL`` / ``_KEY``.
+
+    Returns:
+        The connection, and whether a key is set (a 401 without one gets a hint).
+    """
+    from lrsearch.client._http import Http
+
+    settings = _client_settings()
+    # "" rather than None: Http would read the environment again for None.
+    return Http(settings.api_url, settings.api_key or ""), settings.api_key is not None
+
+
 def _request(method: str, path: str, body: Any = None) -> Any:
     """Call the service; on an error response print the problem and exit.
 
     ``path`` is relative to ``/api/v1``; quote each variable part with :func:`segment`.
+    One try, no retry: a command answers at once, and ``submit`` is not safe to repeat.
     """
-    import httpx
+    from lrsearch.client import ClientError
 
-    settings = _client_settings()
-    base, key = settings.api_url, settings.api_key
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    client, has_key = open_http()
     try:
-        with httpx.Client(base_url=base, headers=headers, timeout=30.0) as client:
-            # default=str: YAML dates and the like go over as text (the service judges them).
-            content = None if body is None else json.dumps(body, default=str)
-            response = client.request(
-                method,
-                f"/api/v1{path}",
-                content=content,
-                headers={"Content-Type": "application/json"} if content else None,
-            )
-    except httpx.HTTPError as exc:
+        # default=str: YAML dates and the like go over as text (the service judges them).
+        content = None if body is None else json.dumps(body, default=str)
+        return client.json(
+            method,
+            path,
+            retry=False,
+            content=content,
+            headers={"Content-Type": "application/json"} if content else None,
+        )
+    except ClientError as exc:
+        report_client_error(exc, base=client.url, has_key=has_key)
+    finally:
+        client.close()
+
+
+def report_client_error(exc: ClientError, *, base: str, has_key: bool) -> NoReturn:
+    """Print a failed request as the CLI does and exit: 2 for a 422 listing problems, else 1.
+
+    Args:
+        exc: What the client (:class:`~lrsearch.client._http.Http`) raised.
+        base: The service's URL, named when it cannot be reached.
+        has_key: Whether a key was sent (a 401 without one hints at ``LRSEARCH_API_KEY``).
+    """
+    from lrsearch.client import ApiError, ServiceUnreachableError
+
+    if isinstance(exc, ServiceUnreachableError):
         _fail(f"cannot reach the service at {base} (LRSEARCH_API_URL): {exc}")
-    if response.is_success:
-        return response.json() if response.content else None
-    _report_problem(response, has_key=key is not None)
-
-
-def _report_problem(response: httpx.Response, *, has_key: bool) -> NoReturn:
-    try:
-        problem = response.json()
-    except ValueError:
-        problem = {}
-    if not isinstance(problem, dict):
-        problem = {}
-    detail = problem.get("detail") or response.reason_phrase
-    errors = problem.get("errors") or []
-    if response.status_code == 422 and errors:
-        typer.echo(f"error: {len(errors)} problem(s):", err=True)
-        for error in errors:
+    if not isinstance(exc, ApiError):
+        _fail(str(exc))  # the client's own verdict, e.g. no completed trial yet
+    detail = exc.problem.get("detail") or http.HTTPStatus(exc.status).phrase
+    if exc.status == 422 and exc.errors:
+        typer.echo(f"error: {len(exc.errors)} problem(s):", err=True)
+        for error in exc.errors:
             where = ".".join(str(part) for part in error.get("loc", [])) or "<body>"
             typer.echo(f"  {where}: {error.get('msg', '')}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
-    if response.status_code == 401 and not has_key:
+    if exc.status == 401 and not has_key:
         detail += " (set LRSEARCH_API_KEY)"
-    _fail(f"{response.status_code} {detail}")
+    _fail(f"{exc.status} {detail}")
 
 
 def _load_definition(path: Path) -> Any:

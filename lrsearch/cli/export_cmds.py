@@ -1,8 +1,9 @@
 """``lrsearch export NAME --format csv|json`` and ``lrsearch best NAME --as pytorch``.
 
-Both are REST clients (:class:`lrsearch.Client`), with the service at
-``LRSEARCH_API_URL`` and the key in ``LRSEARCH_API_KEY``. Exit codes as the other
-client commands: 1 a failed request, 2 bad input.
+Both are REST clients (the client's :class:`~lrsearch.client.Study`, over the
+same connection and error printing as the other client commands), with the
+service at ``LRSEARCH_API_URL`` and the key in ``LRSEARCH_API_KEY``. Exit codes
+as the other client commands: 1 a failed request, 2 bad input.
 """
 
 from __future__ import annotations
@@ -12,18 +13,15 @@ import enum
 import io
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from lrsearch.client import Study
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-T = TypeVar("T")
 
 # The summary columns first, in this order; then each Optuna parameter by name.
 _FIRST = (
@@ -55,29 +53,23 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export)
 
 
-def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+@contextmanager
+def _study(name: str) -> Iterator[Study]:
+    """The study over the CLI's connection; the client's errors printed as the CLI prints them.
 
+    Reads are retried on connection errors (:class:`~lrsearch.client._http.Http`):
+    an export of many pages should survive a service restart.
+    """
+    from lrsearch.cli.client_cmds import open_http, report_client_error
+    from lrsearch.client import ClientError, Study
 
-def _study(name: str) -> Study:
-    from lrsearch.client import Client
-    from lrsearch.client._settings import ClientSettings
-
-    settings = ClientSettings()
-    return Client(settings.api_url, settings.api_key).study(name)
-
-
-def _calling(call: Callable[[], T]) -> T:
-    """``call()``, with the client's errors printed as one line and an exit code."""
-    from lrsearch.client import ApiError, ClientError
-
+    client, has_key = open_http()
     try:
-        return call()
-    except ApiError as exc:
-        _fail(str(exc), EXIT_BAD_INPUT if exc.status == 422 else EXIT_FAILED)
+        yield Study(client, name)
     except ClientError as exc:
-        _fail(str(exc))
+        report_client_error(exc, base=client.url, has_key=has_key)
+    finally:
+        client.close()
 
 
 def columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -106,8 +98,8 @@ def export(
     ] = None,
 ) -> None:
     """Every trial of a study (state, value, parameters) as CSV or JSON."""
-    study = _study(name)
-    rows = _calling(study.trial_rows)
+    with _study(name) as study:
+        rows = study.trial_rows()
     text = to_csv(rows) if fmt == ExportFormat.CSV else json.dumps(rows, indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
@@ -118,5 +110,6 @@ def export(
 
 def best_as_pytorch(name: str) -> None:
     """Print the best trial as ready-to-paste optimizer + scheduler code (``best --as pytorch``)."""
-    study = _study(name)
-    sys.stdout.write(_calling(study.best_as_pytorch))
+    with _study(name) as study:
+        code = study.best_as_pytorch()
+    sys.stdout.write(code)

@@ -1,6 +1,7 @@
 """The API's routers, one module per concern."""
 
 from lrsearch.service.routes import (
+    code,
     curves,
     dashboard,
     keys,
@@ -11,4 +12,4 @@ from lrsearch.service.routes import (
     trials,
 )
 
-__all__ = ["curves", "dashboard", "keys", "ops", "protocol", "results", "studies", "trials"]
+__all__ = ["code", "curves", "dashboard", "keys", "ops", "protocol", "results", "studies", "trials"]

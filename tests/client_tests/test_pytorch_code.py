@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from lrsearch.search_space import pytorch_code
-from lrsearch.search_space import TrialConfig
+from lrsearch.search_space import TrialConfig, pytorch_code
 from lrsearch.workers._schedules import LRSchedule, build_optimizer
 
 EPOCHS = 8

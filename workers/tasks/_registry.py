@@ -146,12 +146,20 @@ def get_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
     return task
 
 
+def unknown_options(task: str, options: Mapping[str, Any], known: set[str]) -> list[str]:
+    """The problem with option names a task does not understand, if any (at most one line)."""
+    unknown = sorted(set(options) - known)
+    if not unknown:
+        return []
+    return [f"task {task!r} got unknown options {unknown} (accepted: {sorted(known)})"]
+
+
 def check_options(task: str, options: Mapping[str, Any], known: set[str]) -> None:
     """Reject option names a task does not understand (a typo would otherwise pass silently).
 
     Raises:
         TaskError: Listing the unknown and the accepted option names.
     """
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TaskError(f"task {task!r} got unknown options {unknown}; known: {sorted(known)}")
+    problems = unknown_options(task, options, known)
+    if problems:
+        raise TaskError(problems[0])
