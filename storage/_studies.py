@@ -141,7 +141,7 @@ def create_study(
                     updated_at=now,
                 )
             )
-            return read_study_by_id(study._study_id, conn=conn)
+            record = read_study_by_id(study._study_id, conn=conn)
     except sa.exc.IntegrityError:
         optuna.delete_study(study_name=optuna_name, storage=backend.optuna_storage)
         raise StudyAlreadyExistsError(definition.name) from None
@@ -149,6 +149,12 @@ def create_study(
         # Nothing half-created: drop the Optuna study if our record could not be written.
         optuna.delete_study(study_name=optuna_name, storage=backend.optuna_storage)
         raise
+    if definition.warm_start is not None:
+        # Imported here: warm starts read other studies through this module.
+        from lrsearch.storage._warm_start import warm_start
+
+        warm_start(backend, study, record)
+    return record
 
 
 def _create_optuna_study(
