@@ -80,7 +80,7 @@ def worker(
             "the cores divided by the worker processes on this host).",
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False,
 ) -> None:
     """Pull trials from the shared storage (LRSEARCH_STORAGE) and train them."""
     _require_torch("worker")
@@ -248,8 +248,18 @@ def demo(
     host: Annotated[str, typer.Option(help="With --serve: address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="With --serve: port.")] = 8000,
 ) -> None:
-    """Run a whole study on the embedded SQLite storage and print the best schedules."""
+    """Run a whole study on the embedded SQLite storage and print the best schedules.
+
+    With --serve, the port is taken before training starts (a busy port fails
+    at once), and afterwards the service runs on it with API keys on: the
+    printed dashboard link carries a new read key.
+    """
     _require_torch("demo")
+    sock = None
+    if serve:
+        from lrsearch.cli.serve_cmds import reserve_port
+
+        sock = reserve_port(host, port)
     _setup_logging()
     logging.getLogger().setLevel(logging.WARNING)
     from lrsearch import storage
@@ -297,9 +307,9 @@ def demo(
     typer.echo(best_schedules_table(backend, storage.get_study(backend, name)))
     backend.dispose()
     if serve:
-        from lrsearch.cli.client_cmds import serve_demo
+        from lrsearch.cli.serve_cmds import serve_demo
 
-        serve_demo(url=url, study=name, host=host, port=port)
+        serve_demo(url=url, study=name, host=host, port=port, sock=sock)
 
 
 def best_schedules_table(backend: Any, record: Any) -> str:

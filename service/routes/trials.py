@@ -7,7 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from lrsearch import storage
-from lrsearch.search_space import ConfigError, Problem, validate_fixed_params
+from lrsearch.search_space import (
+    ConfigError,
+    Problem,
+    validate_fixed_params,
+    validate_partial_params,
+)
 from lrsearch.service.deps import BackendDep, ReadableStudy, WritableStudy
 from lrsearch.service.openapi import API_PREFIX, problems
 from lrsearch.service.schemas import (
@@ -34,16 +39,21 @@ def enqueue_trial(body: EnqueueIn, record: WritableStudy, backend: BackendDep) -
 
     It is checked against the study's search space (422 listing every bad
     parameter) and counts toward the budget (409 when the budget is taken).
+    With ``partial: true`` only the parameters given are fixed; the trial's
+    sampler draws the others.
     """
     try:
-        config = validate_fixed_params(record.definition, body.params)
+        if body.partial:
+            params = validate_partial_params(record.definition, body.params)
+        else:
+            config = validate_fixed_params(record.definition, body.params)
+            # The validated values, typed (e.g. 5.0 -> 5 for an integer parameter).
+            params = {k: v for k, v in config.to_params().items() if k in body.params}
     except ConfigError as exc:
         # Paths relative to the request body, like every other validation error.
         raise ConfigError([Problem(("params", *p.loc), p.msg) for p in exc.problems]) from None
     if record.state == "cancelled":
         raise storage.InvalidStateError(f"study {record.name!r} is cancelled")
-    # The validated values, typed (e.g. 5.0 -> 5 for an integer parameter).
-    params = {k: v for k, v in config.to_params().items() if k in body.params}
     study = storage.load_optuna_study(backend, record)
     storage.enqueue_fixed(backend, study, record, params)
     return EnqueuedOut(study=record.name, params=params)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import typer
 import yaml
+from sqlalchemy.engine import make_url
 
 from lrsearch.cli.main import app
 from lrsearch.service.settings import Settings
@@ -26,20 +28,42 @@ WORKER_PROCESS_ENV = {
     "LRSEARCH_GRACE_S",
     "LRSEARCH_STOP_TIMEOUT_S",
 }
-_VAR = re.compile(r"\$\{(\w+)(:?-)([^}]*)\}")
+_VAR = re.compile(r"\$\{(\w+)(:?[-?])")
+
+
+class _UnsetError(Exception):
+    """A ``${VAR:?message}`` whose variable is unset: compose refuses to start."""
 
 
 def _interpolate(value: str, env: dict[str, str] | None = None) -> str:
-    """Compose's ``${VAR:-default}`` / ``${VAR-default}`` with ``env`` (default: empty)."""
+    """Compose's ``${VAR:-default}``, ``${VAR-default}`` and ``${VAR:?error}``, nested too.
+
+    Raises:
+        _UnsetError: A required variable is unset (or empty, for ``:?``), with its message.
+    """
     env = env or {}
-
-    def sub(m: re.Match[str]) -> str:
-        name, op, default = m.groups()
-        if name in env and (env[name] or op == "-"):
-            return env[name]
-        return default
-
-    return _VAR.sub(sub, value)
+    out = []
+    i = 0
+    while (m := _VAR.search(value, i)) is not None:
+        out.append(value[i : m.start()])
+        depth, j = 1, m.end()
+        while depth:  # the operand runs to the matching brace: it may hold ${...} itself
+            if value.startswith("${", j):
+                depth, j = depth + 1, j + 2
+                continue
+            depth -= value[j] == "}"
+            j += 1
+        name, op, operand = m.group(1), m.group(2), value[m.end() : j - 1]
+        is_set = name in env and (env[name] != "" or not op.startswith(":"))
+        if is_set:
+            out.append(env[name])
+        elif op.endswith("?"):
+            raise _UnsetError(_interpolate(operand, env))
+        else:
+            out.append(_interpolate(operand, env))
+        i = j
+    out.append(value[i:])
+    return "".join(out)
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +142,28 @@ def test_api_and_workers_wait_for_the_schema_step(services: dict[str, Any], name
 
 @pytest.mark.parametrize("name", ["migrate", "api", "worker"])
 def test_storage_url_points_at_the_postgres_service(services: dict[str, Any], name: str) -> None:
-    url = _interpolate(_env(services[name])["LRSEARCH_STORAGE"])
-    assert re.fullmatch(r"postgresql\+psycopg://lrsearch:[^@]+@postgres:5432/lrsearch", url), url
-    assert "POSTGRES_PASSWORD" in _env(services[name])["LRSEARCH_STORAGE"]
+    url = _interpolate(_env(services[name])["LRSEARCH_STORAGE"], {"POSTGRES_PASSWORD": "s3cret"})
+    assert url == "postgresql+psycopg://lrsearch:s3cret@postgres:5432/lrsearch"
+
+
+@pytest.mark.parametrize("name", ["migrate", "api", "worker"])
+def test_a_password_with_url_characters_goes_in_url_encoded(
+    services: dict[str, Any], name: str
+) -> None:
+    password = "p@ss:w/rd?#%"
+    env = {"POSTGRES_PASSWORD": password, "POSTGRES_PASSWORD_URLENCODED": quote(password, safe="")}
+    url = make_url(_interpolate(_env(services[name])["LRSEARCH_STORAGE"], env))
+    assert (url.password, url.host, url.database) == (password, "postgres", "lrsearch")
+    assert _interpolate(_env(services["postgres"])["POSTGRES_PASSWORD"], env) == password
+
+
+@pytest.mark.parametrize("name", ["postgres", "migrate", "api", "worker"])
+def test_the_postgres_password_is_never_defaulted(services: dict[str, Any], name: str) -> None:
+    env = _env(services[name])
+    value = env["POSTGRES_PASSWORD"] if name == "postgres" else env["LRSEARCH_STORAGE"]
+    for unset in ({}, {"POSTGRES_PASSWORD": ""}):
+        with pytest.raises(_UnsetError, match="set POSTGRES_PASSWORD"):
+            _interpolate(value, unset)
 
 
 def test_api_binds_all_interfaces_and_reads_only_its_settings(services: dict[str, Any]) -> None:
