@@ -187,6 +187,13 @@ def validate_fixed_params(definition: StudyDefinition, params: Mapping[str, Any]
             f"{schedule}.{k}": v for k, v in schedule_param_specs(definition, schedule).items()
         }
     expected = {**dims, **sched_specs}
+    if schedule == "warmup":
+        # Not sampled for warm-up trials (it would ramp twice); ignored if given.
+        optional = expected.pop("warmup_epochs", None)
+        if optional is not None and "warmup_epochs" in params:
+            msg = _check_value("warmup_epochs", params["warmup_epochs"], optional)
+            if msg:
+                problems.append(Problem(("warmup_epochs",), msg))
     for name, spec in expected.items():
         if name not in params:
             problems.append(Problem((name,), "missing"))
@@ -204,7 +211,7 @@ def validate_fixed_params(definition: StudyDefinition, params: Mapping[str, Any]
         if msg:
             problems.append(Problem((name,), msg))
     for name in params:
-        if name not in expected:
+        if name not in expected and not (name == "warmup_epochs" and schedule == "warmup"):
             problems.append(Problem((name,), "not a parameter of this study's space"))
     if problems:
         raise ConfigError(problems)
@@ -224,7 +231,8 @@ def config_from_params(definition: StudyDefinition, params: Mapping[str, Any]) -
             "batch_size": params["batch_size"],
             "dropout": params["dropout"],
             "weight_init": params["weight_init"],
-            "warmup_epochs": params.get("warmup_epochs", low),
+            # A warm-up schedule is its own ramp: never a prefix as well.
+            "warmup_epochs": 0 if schedule == "warmup" else params.get("warmup_epochs", low),
             "optimizer": params.get("optimizer", "sgd"),
             "weight_decay": params.get("weight_decay", 0.0),
             "max_epochs": definition.budget.max_epochs,

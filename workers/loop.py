@@ -65,9 +65,10 @@ from lrsearch.workers._loop_support import (
 from lrsearch.workers._signals import install_stop_signals
 from lrsearch.workers._studies import StudyPool
 from lrsearch.workers.device import resolve_device
+from lrsearch.workers.lr_range import resolve_auto_learning_rate
 from lrsearch.workers.supervisor import follow_supervisor
 from lrsearch.workers.tasks import get_task
-from lrsearch.workers.training import train_trial
+from lrsearch.workers.training import train_seed, train_trial
 
 log = logging.getLogger(__name__)
 
@@ -324,8 +325,25 @@ class Worker:
         attrs: dict[str, Any] = {}
         patient = PatientTrial(trial, self._patiently)
         try:
+            if definition.learning_rate_auto:
+                # learning_rate: auto -- the study's first trial runs the LR range
+                # test and stores its bounds; every trial samples inside them.
+                auto = record.definition
+                definition = self._patiently(
+                    lambda: resolve_auto_learning_rate(
+                        backend,
+                        record,
+                        get_task(auto.task, {**self.options.task_options, **auto.task_options}),
+                        device=self.device,
+                    ),
+                    "LR range test",
+                )
             config = self._patiently(lambda: sample_config(trial, definition), "sample")
-            task = get_task(definition.task, self.options.task_options)
+            # The study's options win over this worker's, key by key: the worker
+            # supplies host defaults (a data path), the study its own choices.
+            task = get_task(
+                definition.task, {**self.options.task_options, **definition.task_options}
+            )
             result = train_trial(
                 config,
                 task,
@@ -334,7 +352,11 @@ class Worker:
                 # Duck-typed: train_trial only calls report and should_prune.
                 trial=cast(optuna.trial.BaseTrial, patient),
                 device=self.device,
-                seed=definition.sampler.seed or 0,
+                # A retry repeats the failed trial's run, seed included.
+                seed=train_seed(
+                    definition.data_seed, int(trial.user_attrs.get("retry_of", trial.number))
+                ),
+                data_seed=definition.data_seed,
                 bf16=self.options.bf16,
                 stop_requested=lambda: self._stop.is_set() or beat.lost.is_set(),
             )

@@ -26,7 +26,7 @@ from lrsearch.workers._schedules import LRSchedule, build_optimizer
 from lrsearch.workers.device import autocast_context, resolve_device
 from lrsearch.workers.tasks import Task, TaskData
 
-__all__ = ["OBJECTIVES", "TrainResult", "train_trial"]
+__all__ = ["OBJECTIVES", "TrainResult", "train_seed", "train_trial"]
 
 OBJECTIVES = ("val_accuracy", "val_loss", "train_loss")
 _EVAL_CHUNK = 4096
@@ -58,6 +58,17 @@ class TrainResult:
     status: Status = "complete"
 
 
+def train_seed(data_seed: int, trial_number: int) -> int:
+    """The training seed (init, dropout, batch order) of one trial of a study.
+
+    Derived from the study's ``data_seed`` and the trial's number only, never
+    from global state, the sampler seed or the worker: the same trial number
+    trains the same way in a replay, on any worker, while two trials of a study
+    do not share one (possibly lucky) initialisation.
+    """
+    return int(np.random.SeedSequence([data_seed, trial_number]).generate_state(1)[0])
+
+
 def train_trial(
     config: TrialConfig,
     task: Task,
@@ -67,25 +78,28 @@ def train_trial(
     trial: optuna.trial.BaseTrial | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    data_seed: int | None = None,
     bf16: bool = False,
     stop_requested: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train ``task``'s model with ``config`` and report the objective every epoch.
 
-    Same ``config``, task data and ``seed`` give identical results on CPU. The
+    Same ``config``, ``data_seed`` and ``seed`` give identical results on CPU. The
     global RNG states of torch and numpy are restored afterwards.
 
     Args:
         config: The trial's hyperparameters and epoch budget.
-        task: Provides the data (split by ``seed``) and the model.
+        task: Provides the data (split by ``data_seed``) and the model.
         objective: The metric reported and returned: ``val_accuracy``,
             ``val_loss`` or ``train_loss``.
         direction: ``maximize`` or ``minimize``; sets the plateau schedule's mode.
         trial: When given, ``report(value, epoch)`` then ``should_prune()`` after
             every epoch; a prune ends training with status ``"pruned"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a device.
-        seed: Seeds the data split, weight init, dropout and batch order. Give
-            every trial of a study the same seed to compare them on one split.
+        seed: Seeds the weight init, dropout and batch order.
+        data_seed: Fixes the task's train/validation split (and generated
+            data); ``None`` uses ``seed``. Give every trial of a study the same
+            data seed to compare them on one split.
         bf16: bfloat16 autocast for the forward passes; only on CUDA.
         stop_requested: Polled before each epoch; when it returns true,
             :class:`~workers.TrainingInterrupted` is raised.
@@ -109,7 +123,8 @@ def train_trial(
     run: _Run | None = None
     try:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            run = _Run(config, task, dev, seed, bf16, resolved)
+            split = seed if data_seed is None else data_seed
+            run = _Run(config, task, dev, (seed, split), bf16, resolved)
             return run.loop(objective, trial, stop_requested)
     except BaseException as exc:
         # The traceback keeps every inner frame's locals (model, batches, activations)
@@ -131,13 +146,14 @@ class _Run:
         config: TrialConfig,
         task: Task,
         device: torch.device,
-        seed: int,
+        seeds: tuple[int, int],
         bf16: bool,
         direction: Direction,
     ) -> None:
+        seed, data_seed = seeds
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
-        data: TaskData = task.load_data(seed)
+        data: TaskData = task.load_data(data_seed)
         torch.manual_seed(seed)  # the same weights whether or not loading drew numbers
         self.config = config
         self.device = device

@@ -177,7 +177,8 @@ def _in_range(value: float, low: float, high: float) -> bool:
 def _expected_param_names(raw: dict[str, Any], schedule: str) -> set[str]:
     space = raw["search_space"]
     names = set(BASE_DIMENSIONS)
-    if isinstance(space["warmup_epochs"], dict):
+    # A warm-up schedule never carries a warm-up prefix (it would ramp twice).
+    if isinstance(space["warmup_epochs"], dict) and schedule != "warmup":
         names.add("warmup_epochs")
     if "optimizer" in space:
         names.add("optimizer")
@@ -202,7 +203,9 @@ def _check_trial(
     assert 0.0 <= cfg.dropout < 1.0
     assert cfg.weight_init in space["weight_init"]
     warmup = space["warmup_epochs"]
-    if isinstance(warmup, int):
+    if cfg.schedule.type == "warmup":
+        assert cfg.warmup_epochs == 0
+    elif isinstance(warmup, int):
         assert cfg.warmup_epochs == warmup
     else:
         assert warmup["low"] <= cfg.warmup_epochs <= warmup["high"]
@@ -322,7 +325,8 @@ def test_param_names_follow_the_design_contract(minimal_raw: dict[str, Any], sch
     assert cfg.schedule_type == schedule
     names = set(trial.params)
     assert names >= {"schedule", "learning_rate", "batch_size", "dropout", "weight_init"}
-    assert "warmup_epochs" in names  # sampled by default: warm-up range 0..5
+    # Sampled by default (warm-up range 0..5), except where it would ramp twice.
+    assert ("warmup_epochs" in names) == (schedule != "warmup")
     assert names >= DESIGN_SCHEDULE_PARAM_NAMES[schedule]
     assert {n for n in names if "." in n} == {f"{schedule}.{p}" for p in SCHEDULE_PARAMS[schedule]}
     # Optimizer and weight decay are off by default: not Optuna dimensions at all.

@@ -35,7 +35,7 @@ class DigitsMLPTask:
         """Split (once per seed) and standardise with the training split's statistics.
 
         Args:
-            seed: Fixes the stratified train/validation split.
+            seed: The study's ``data_seed``; fixes the stratified train/validation split.
         """
         if seed not in self._cache:
             # Imported here: scikit-learn takes a while to import and only this task needs it.

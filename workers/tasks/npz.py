@@ -20,7 +20,7 @@ from torch import nn
 from lrsearch.workers._errors import TaskDataError, TaskError
 from lrsearch.workers.models import init_weights, make_cnn, make_mlp
 from lrsearch.workers.settings import WorkerSettings, env_name
-from lrsearch.workers.tasks._registry import TaskData, check_options
+from lrsearch.workers.tasks._registry import TaskData, unknown_options
 
 PATH_ENV = env_name("task_npz")
 REQUIRED_KEYS = ("x_train", "y_train", "x_val", "y_val")
@@ -42,16 +42,21 @@ class NpzClassifierTask:
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         options = dict(options or {})
-        check_options(self.name, options, {"path", "num_classes"})
+        # Every bad option in one message: a study fails its trials on it.
+        problems = unknown_options(self.name, options, {"path", "num_classes"})
         path = options.get("path") or WorkerSettings().task_npz
         if not path:
-            raise TaskError(f"npz-classifier needs options['path'] or the {PATH_ENV} variable")
-        self.path = Path(path)
+            problems.append(f"npz-classifier needs options['path'] or the {PATH_ENV} variable")
+        elif not isinstance(path, str):
+            problems.append("npz-classifier: option 'path' must be a string (a file path)")
         num_classes = options.get("num_classes")
         if num_classes is not None and (
             isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
         ):
-            raise TaskError("npz-classifier: option 'num_classes' must be an integer >= 2")
+            problems.append("npz-classifier: option 'num_classes' must be an integer >= 2")
+        if problems:
+            raise TaskError("; ".join(problems))
+        self.path = Path(str(path))  # a str: checked above
         self.num_classes: int | None = num_classes
         self._data: TaskData | None = None
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from lrsearch.workers._errors import TaskError
 from lrsearch.workers.models import init_weights, make_mlp
-from lrsearch.workers.tasks._registry import TaskData, check_options
+from lrsearch.workers.tasks._registry import TaskData, unknown_options
 
 _DEFAULTS: dict[str, float] = {
     "n_train": 2000,
@@ -43,17 +43,20 @@ class SyntheticTask:
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         options = dict(options or {})
-        check_options(self.name, options, set(_DEFAULTS))
+        # Every bad option in one message: a study fails its trials on it.
+        problems = unknown_options(self.name, options, set(_DEFAULTS))
         values = {**_DEFAULTS, **options}
         for key in _INTEGER_OPTIONS:
             value = values[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise TaskError(f"synthetic: option {key!r} must be a positive integer")
-        if values["n_classes"] < 2:
-            raise TaskError("synthetic: option 'n_classes' must be at least 2")
+                problems.append(f"synthetic: option {key!r} must be a positive integer")
+            elif key == "n_classes" and value < 2:
+                problems.append("synthetic: option 'n_classes' must be at least 2")
         separation = values["separation"]
         if isinstance(separation, bool) or not isinstance(separation, int | float):
-            raise TaskError("synthetic: option 'separation' must be a number")
+            problems.append("synthetic: option 'separation' must be a number")
+        if problems:
+            raise TaskError("; ".join(problems))
         self.n_train = int(values["n_train"])
         self.n_val = int(values["n_val"])
         self.n_features = int(values["n_features"])
@@ -66,7 +69,7 @@ class SyntheticTask:
         """Generate (once per seed) the train and validation points.
 
         Args:
-            seed: Seeds the class centres, the labels and the noise.
+            seed: The study's ``data_seed``; seeds the class centres, the labels and the noise.
         """
         if seed not in self._cache:
             rng = np.random.default_rng(seed)

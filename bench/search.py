@@ -1,0 +1,224 @@
+"""Search quality per epoch spent: random vs plain Optuna vs lrsearch's defaults (issue 10).
+
+Three methods, each over ``--seeds`` sampler seeds, every one with the same
+task, search space, model, training loop (``workers.train_trial``), data
+split (``data_seed`` 0) and per-trial training seed:
+
+- ``random``: lrsearch's worker loop, random sampler, no pruner;
+- ``optuna``: plain Optuna written directly (``optuna.create_study`` with its
+  defaults: TPE seeded, median pruner, in memory) around the same objective;
+- ``lrsearch``: lrsearch's worker loop with the definition's defaults (only
+  the sampler seed set).
+
+Reported: the target (random's median full-budget best) and the epochs each
+run needed to reach it (random also as its average over trial orders), the
+best at fixed epoch budgets with the spread over seeds, how many schedule
+types got at least ``--k`` completed trials, the spread of random's final
+values and the best trial of each schedule type (how much the schedule
+matters on this task), and a PNG of best-so-far vs epochs (if matplotlib is
+installed). Everything also goes to ``<out>/search.json``.
+
+Usage (commands of the measured runs in docs/benchmarks.md)::
+
+    .venv/bin/python bench/search.py --task spirals-mlp --seeds 10 --trials 60 --epochs 20
+    .venv/bin/python bench/search.py --smoke           # 2 seeds x 8 trials x 3 epochs, tiny data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from lrsearch import storage
+from lrsearch.search_space import StudyDefinition, parse_definition, sample_config
+from lrsearch.workers.loop import WorkerOptions, run_worker
+from lrsearch.workers.tasks import get_task
+from lrsearch.workers.training import train_seed, train_trial
+
+# A sibling script module: bench/ is on sys.path when this file runs as a script.
+from search_report import Run, Trial, plot, report, summarise  # isort: skip
+
+METHODS = ("random", "optuna", "lrsearch")
+SMOKE_TASK_OPTIONS = {"n_train": 256, "n_val": 128}
+
+
+def _raw_definition(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "task": args.task,
+        "task_options": args.task_options,
+        "budget": {"n_trials": args.trials, "max_epochs": args.epochs},
+        "data_seed": 0,
+    }
+
+
+def _run_lrsearch(args: argparse.Namespace, method: str, seed: int, workdir: Path) -> list[Trial]:
+    """One study on a fresh SQLite file, run by one in-process worker."""
+    name = f"{method}-{seed}"
+    url = f"sqlite:///{workdir / name}.db"
+    raw = _raw_definition(args, name)
+    if method == "random":
+        raw |= {"sampler": {"type": "random", "seed": seed}, "pruner": {"type": "none"}}
+    else:
+        raw |= {"sampler": {"type": "tpe", "seed": seed}}  # every other field: the defaults
+    backend = storage.open_backend(url)
+    try:
+        storage.create_study(backend, parse_definition(raw))
+    finally:
+        backend.dispose()
+    run_worker(
+        WorkerOptions(
+            storage_url=url,
+            study=name,
+            device=args.device,
+            idle_exit=5.0,
+            poll_interval=0.05,
+            install_signal_handlers=False,
+        )
+    )
+    rdb = optuna.storages.RDBStorage(url)
+    try:
+        frozen = optuna.load_study(study_name=name, storage=rdb).get_trials()
+    finally:
+        rdb.engine.dispose()
+    return [
+        Trial(
+            number=t.number,
+            state=t.state.name,
+            value=t.value,
+            epochs=int(t.user_attrs.get("epochs_run", len(t.intermediate_values))),
+            schedule=str(t.params.get("schedule", "?")),
+            learning_rate=t.params.get("learning_rate"),
+        )
+        for t in sorted(frozen, key=lambda t: t.number)
+    ]
+
+
+def _run_plain_optuna(args: argparse.Namespace, seed: int) -> list[Trial]:
+    """Plain Optuna's defaults around the same search space, model and training loop."""
+    definition: StudyDefinition = parse_definition(_raw_definition(args, f"optuna-{seed}"))
+    task = get_task(args.task, args.task_options)
+
+    def objective(trial: optuna.Trial) -> float:
+        config = sample_config(trial, definition)
+        result = train_trial(
+            config,
+            task,
+            objective=definition.objective.metric,
+            direction=definition.direction,
+            trial=trial,
+            device=args.device,
+            seed=train_seed(definition.data_seed, trial.number),
+            data_seed=definition.data_seed,
+        )
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        if result.status == "pruned":
+            raise optuna.TrialPruned
+        if result.status != "complete" or result.value is None:
+            return float("nan")  # Optuna records a NaN objective as FAIL
+        return float(result.value)
+
+    study = optuna.create_study(
+        direction=definition.direction, sampler=optuna.samplers.TPESampler(seed=seed)
+    )
+    study.optimize(objective, n_trials=args.trials)
+    return [
+        Trial(
+            number=t.number,
+            state=t.state.name,
+            value=t.value,
+            epochs=int(t.user_attrs.get("epochs_run", len(t.intermediate_values))),
+            schedule=str(t.params.get("schedule", "?")),
+            learning_rate=t.params.get("learning_rate"),
+        )
+        for t in study.trials
+    ]
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--task", default="spirals-mlp")
+    parser.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seeds", type=int, default=10, help="sampler seeds 0..N-1")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--k", type=int, default=3, help="completed trials a type needs")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/search"))
+    parser.add_argument("--smoke", action="store_true", help="2 seeds x 8 trials x 3 epochs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seeds, args.trials, args.epochs = 2, 8, 3
+        if not args.task_option and args.task == "spirals-mlp":
+            args.task_option = [f"{k}={v}" for k, v in SMOKE_TASK_OPTIONS.items()]
+    args.task_options = _options(args.task_option)
+    args.methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; use {list(METHODS)}")
+    args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    maximize = parse_definition(_raw_definition(args, "probe")).direction == "maximize"
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="lrsearch-bench-") as tmp:
+        for seed in args.seed_list:
+            for method in args.methods:
+                started = time.perf_counter()
+                if method == "optuna":
+                    trials = _run_plain_optuna(args, seed)
+                else:
+                    trials = _run_lrsearch(args, method, seed, Path(tmp))
+                runs.append(Run(method, seed, time.perf_counter() - started, trials))
+                print(
+                    f"{method:8s} seed {seed}: {sum(t.epochs for t in trials)} epochs, "
+                    f"{runs[-1].seconds:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    summary = summarise(runs, args, maximize)
+    text = report(summary, args)
+    print(text)
+    print(plot(runs, args, maximize, args.out / "best_so_far.png"))
+    payload = {
+        "args": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)},
+        "summary": summary,
+        "runs": [asdict(r) for r in runs],
+    }
+    (args.out / "search.json").write_text(json.dumps(payload, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
