@@ -33,6 +33,9 @@ from lrsearch.search_space._definition import (
     parse_definition,
 )
 from lrsearch.search_space._errors import ConfigError, DefinitionError, Problem, SearchSpaceError
+from lrsearch.search_space._partial import validate_partial_params
+from lrsearch.search_space._pruning import ScheduleAwareHyperbandPruner, ScheduleAwarePruner
+from lrsearch.search_space._pytorch_code import pytorch_code, trial_pytorch_code
 from lrsearch.search_space._sampling import make_pruner, make_sampler, sample_config
 from lrsearch.search_space._schedules import (
     CYCLIC_MODES,
@@ -43,6 +46,7 @@ from lrsearch.search_space._schedules import (
     ParamSpec,
     ScheduleType,
 )
+from lrsearch.search_space._settings import ScheduleSettings, schedule_settings, trial_settings
 
 __all__ = [
     "BUILTIN_METRICS",
@@ -68,6 +72,9 @@ __all__ = [
     "PrunerSpec",
     "SamplerSpec",
     "Schedule",
+    "ScheduleAwareHyperbandPruner",
+    "ScheduleAwarePruner",
+    "ScheduleSettings",
     "ScheduleType",
     "SearchSpace",
     "SearchSpaceError",
@@ -80,7 +87,12 @@ __all__ = [
     "make_pruner",
     "make_sampler",
     "parse_definition",
+    "pytorch_code",
     "sample_config",
     "schedule_param_specs",
+    "schedule_settings",
+    "trial_pytorch_code",
+    "trial_settings",
     "validate_fixed_params",
+    "validate_partial_params",
 ]

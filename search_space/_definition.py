@@ -15,9 +15,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -31,6 +33,8 @@ from lrsearch.search_space._schedules import (
     ScheduleType,
     WeightInit,
 )
+from lrsearch.search_space._task_options import TaskOptions
+from lrsearch.search_space._warm_start import WarmStart
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Metric = Literal["val_accuracy", "val_loss"]
@@ -85,6 +89,28 @@ class FloatRange(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+# ``learning_rate: auto`` (contract): the bounds come from the LR range test that
+# the first worker of the study runs (lrsearch.workers.lr_range). Until then the
+# range is the test's own span, so code reading low/high keeps working; workers
+# sample inside the stored bounds instead (StudyDefinition.with_learning_rate).
+AUTO_LR_SPAN = (1.0e-6, 10.0)
+
+
+class LearningRateRange(FloatRange):
+    """The learning-rate dimension: a float range, or ``auto`` (bounds from the range test)."""
+
+    auto: bool = False
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        if self.auto:
+            return "auto"
+        data = handler(self)
+        if isinstance(data, dict):
+            data.pop("auto", None)
+        return data
 
 
 class IntRange(_Model):
@@ -147,6 +173,13 @@ class PrunerSpec(_Model):
     min_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
     reduction_factor: int = Field(default=3, ge=2, le=100)
     percentile: float = Field(default=25.0, gt=0.0, lt=100.0)
+    schedule_aware: bool = Field(
+        default=True,
+        description=(
+            "never prune during warm-up; judge cyclic trials at cycle ends "
+            "(lrsearch.search_space._pruning); false: the plain pruner"
+        ),
+    )
 
 
 def _warmup_tag(value: Any) -> str:
@@ -161,7 +194,7 @@ class SearchSpace(_Model):
         Annotated[IntRange, Tag("range")] | Annotated[int, Tag("fixed")],
         Discriminator(_warmup_tag),
     ] = IntRange(low=0, high=5)
-    learning_rate: FloatRange = FloatRange(low=1.0e-4, high=1.0, log=True)
+    learning_rate: LearningRateRange = LearningRateRange(low=1.0e-4, high=1.0, log=True)
     batch_size: list[int] = Field(default=[32, 64, 128, 256], min_length=1, max_length=64)
     dropout: FloatRange = FloatRange(low=0.0, high=0.5)
     weight_init: list[WeightInit] = Field(default=list(WEIGHT_INITS), min_length=1)
@@ -192,9 +225,19 @@ class SearchSpace(_Model):
             raise ValueError(f"warm-up epochs must be at most {MAX_EPOCHS}, got {high}")
         return value
 
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _auto_learning_rate(cls, value: Any) -> Any:
+        if value == "auto":
+            low, high = AUTO_LR_SPAN
+            return LearningRateRange(low=low, high=high, log=True, auto=True)
+        if isinstance(value, str):
+            raise ValueError(f"must be {{low, high, log}} or 'auto', got {value!r}")
+        return value
+
     @field_validator("learning_rate")
     @classmethod
-    def _learning_rate(cls, value: FloatRange) -> FloatRange:
+    def _learning_rate(cls, value: LearningRateRange) -> LearningRateRange:
         if value.low <= 0.0:
             raise ValueError(f"learning rates must be positive, got low={value.low}")
         if value.high > MAX_LEARNING_RATE:
@@ -230,10 +273,42 @@ class StudyDefinition(_Model):
     sampler: SamplerSpec = SamplerSpec()
     pruner: PrunerSpec = PrunerSpec()
     search_space: SearchSpace = SearchSpace()
+    data_seed: int = Field(
+        default=0,
+        ge=0,
+        le=SEED_MAX,
+        description=(
+            "fixes the task's train/validation split and any generated data; "
+            "independent of sampler.seed, so every sampler seed sees the same data"
+        ),
+    )
+    warm_start: WarmStart | None = Field(
+        default=None,
+        description="first trials: the best configurations of earlier studies (same tenant)",
+    )
+    task_options: TaskOptions = Field(
+        default_factory=dict,
+        description="passed to the built-in task, over the worker's own options (key by key)",
+    )
 
     @property
     def direction(self) -> Direction:
         return self.objective.resolved_direction
+
+    @property
+    def learning_rate_auto(self) -> bool:
+        """Whether the learning-rate bounds come from the LR range test."""
+        return self.search_space.learning_rate.auto
+
+    def with_learning_rate(self, low: float, high: float) -> StudyDefinition:
+        """This definition sampling the learning rate log-uniformly in ``[low, high]``.
+
+        How a worker turns an ``auto`` study into the one it samples, once the
+        range test's bounds are stored with the study.
+        """
+        rng = LearningRateRange(low=low, high=high, log=True)
+        space = self.search_space.model_copy(update={"learning_rate": rng})
+        return self.model_copy(update={"search_space": space})
 
     def warmup_bounds(self) -> tuple[int, int]:
         w = self.search_space.warmup_epochs
@@ -256,6 +331,14 @@ _UNION_TAGS = {"range", "fixed"}
 def _cross_field_problems(d: StudyDefinition, known_tasks: Collection[str] | None) -> list[Problem]:
     problems: list[Problem] = []
     if d.task == EXTERNAL_TASK:
+        if d.learning_rate_auto:
+            problems.append(
+                Problem(
+                    ("search_space", "learning_rate"),
+                    "auto needs a built-in task (a worker runs the LR range test on it); "
+                    "give {low, high} for a task: external study",
+                )
+            )
         if d.objective.direction is None:
             problems.append(
                 Problem(
@@ -275,6 +358,9 @@ def _cross_field_problems(d: StudyDefinition, known_tasks: Collection[str] | Non
         problems.append(
             Problem(("task",), f"unknown task {d.task!r}; registered: {sorted(known_tasks)}")
         )
+    sources = d.warm_start.sources if d.warm_start is not None else []
+    if isinstance(sources, list) and d.name in sources:
+        problems.append(Problem(("warm_start", "from"), "a study cannot warm-start from itself"))
     max_epochs = d.budget.max_epochs
     _, warm_high = d.warmup_bounds()
     if warm_high >= max_epochs:

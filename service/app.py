@@ -28,6 +28,7 @@ from lrsearch.service.routes import (
     ops,
     protocol,
     results,
+    schedules,
     studies,
     trials,
 )
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Each router carries the full /api/v1 prefix, so the route templates that
     # label the metrics are the public paths.
-    for module in (studies, trials, code, protocol, results, curves, keys, ops):
+    for module in (studies, trials, code, protocol, results, schedules, curves, keys, ops):
         app.include_router(module.router)
     app.include_router(dashboard.router)  # "/" and /static/*, hidden from the API docs
     app.include_router(docs.router)  # /docs and its Swagger UI files

@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lrsearch.search_space import StudyDefinition
+from lrsearch.search_space import ScheduleSettings, StudyDefinition, trial_settings
 from lrsearch.storage import (
     ApiKey,
+    CrossStudySchedule,
     ScheduleStats,
     StudyProgress,
     StudyRecord,
@@ -159,6 +160,11 @@ class EnqueueIn(BaseModel):
             }
         ],
     )
+    partial: bool = Field(
+        default=False,
+        description="Accept a subset of the parameters: the others are sampled. "
+        "A schedule's own parameter then needs `schedule` as well.",
+    )
 
 
 class EnqueuedOut(_Out):
@@ -171,6 +177,16 @@ class BestOut(_Out):
     trial: TrialOut | None = Field(description="Null until a trial completes.")
 
 
+class ScheduleSettingsOut(_Out):
+    scheduler: str = Field(description="The `torch.optim.lr_scheduler` class, e.g. `StepLR`.")
+    args: dict[str, Any] = Field(
+        description="Its arguments by PyTorch name, every learning rate absolute "
+        "(`CyclicLR.step_size_up` in epochs)."
+    )
+    call: str = Field(description="One line, e.g. `StepLR(step_size=3, gamma=0.5)`.")
+    warmup: str | None = Field(description="The `LinearLR` warm-up prefix, if any.")
+
+
 class ScheduleStatsOut(_Out):
     schedule: str
     best: TrialOut | None
@@ -178,6 +194,10 @@ class ScheduleStatsOut(_Out):
     n_pruned: int
     n_failed: int
     median_value: float | None
+    settings: ScheduleSettingsOut | None = Field(
+        default=None, description="The best trial's schedule as PyTorch takes it."
+    )
+    epochs_trained: int | None = Field(default=None, description="Epochs the best trial ran.")
 
 
 class SchedulesOut(_Out):
@@ -189,6 +209,14 @@ class ImportanceOut(_Out):
     study: str
     evaluator: str
     n_complete: int = Field(description="Completed trials the importances are based on.")
+    n_trials: int = Field(
+        description="Completed trials the importances rest on (a bounded sample of them "
+        "in very big studies)."
+    )
+    warning: str | None = Field(
+        default=None,
+        description="Set below a minimum of completed trials: show it instead of the ranking.",
+    )
     importances: dict[str, float] = Field(description="Normalised importances, largest first.")
     notes: list[str] = Field(description="Caveats reported by the evaluator.")
 
@@ -292,15 +320,35 @@ def study_out(record: StudyRecord, summary: StudySummary) -> StudyOut:
     )
 
 
-def schedule_stats_out(stats: ScheduleStats) -> ScheduleStatsOut:
-    """The API view of one schedule's results."""
+def settings_out(settings: ScheduleSettings | None) -> ScheduleSettingsOut | None:
+    """The API view of a trial's schedule settings."""
+    if settings is None:
+        return None
+    return ScheduleSettingsOut(
+        scheduler=settings.scheduler,
+        args=_finite(settings.args),
+        call=settings.call,
+        warmup=settings.warmup,
+    )
+
+
+def schedule_stats_out(
+    stats: ScheduleStats, definition: StudyDefinition | None = None
+) -> ScheduleStatsOut:
+    """The API view of one schedule's results; with ``definition``, the winner's settings."""
+    best = stats.best
+    settings = None
+    if best is not None and definition is not None:
+        settings = settings_out(trial_settings(definition, best.params))
     return ScheduleStatsOut(
         schedule=stats.schedule,
-        best=trial_out(stats.best) if stats.best is not None else None,
+        best=trial_out(best) if best is not None else None,
         n_complete=stats.n_complete,
         n_pruned=stats.n_pruned,
         n_failed=stats.n_failed,
         median_value=_finite(stats.median_value),
+        settings=settings,
+        epochs_trained=None if best is None else best.epochs_run,
     )
 
 
@@ -313,3 +361,67 @@ def key_out(key: ApiKey) -> KeyOut:
         created_at=_time(key.created_at),
         revoked=key.revoked,
     )
+
+
+class CrossStudyTrialOut(_Out):
+    study: str
+    metric: str
+    number: int
+    value: float | None
+    learning_rate: float | None
+    batch_size: int | None
+    dropout: float | None
+    weight_init: str | None
+    warmup_epochs: int | None
+    epochs_trained: int
+    max_epochs: int
+    params: dict[str, Any] = Field(description="The trial's Optuna params, as sampled.")
+    settings: ScheduleSettingsOut | None
+
+
+class CrossStudyScheduleOut(_Out):
+    direction: Literal["maximize", "minimize"]
+    schedule: str
+    trials: list[CrossStudyTrialOut] = Field(description="Best first.")
+
+
+class CrossStudyBestOut(_Out):
+    task: str
+    items: list[CrossStudyScheduleOut] = Field(
+        description="Per direction (maximize first; values of the two are never compared) "
+        "and schedule type, the best schedule first."
+    )
+
+
+def cross_study_out(task: str, groups: list[CrossStudySchedule]) -> CrossStudyBestOut:
+    """The API view of :func:`storage.best_across_studies`."""
+    items = [
+        CrossStudyScheduleOut.model_validate(
+            {
+                "direction": g.direction,
+                "schedule": g.schedule,
+                "trials": [
+                    _finite(
+                        {
+                            "study": t.study,
+                            "metric": t.metric,
+                            "number": t.row.number,
+                            "value": t.row.value,
+                            "learning_rate": t.row.learning_rate,
+                            "batch_size": t.row.batch_size,
+                            "dropout": t.row.dropout,
+                            "weight_init": t.row.weight_init,
+                            "warmup_epochs": t.row.warmup_epochs,
+                            "epochs_trained": t.row.epochs_run,
+                            "max_epochs": t.max_epochs,
+                            "params": t.row.params,
+                        }
+                    )
+                    | {"settings": settings_out(t.settings)}
+                    for t in g.trials
+                ],
+            }
+        )
+        for g in groups
+    ]
+    return CrossStudyBestOut(task=task, items=items)

@@ -1,5 +1,11 @@
 """Everything that touches the database: engines, our tables, Optuna storage, queries."""
 
+from lrsearch.storage._cross_study import (
+    MAX_CROSS_STUDY_TOP,
+    CrossStudySchedule,
+    CrossStudyTrial,
+    best_across_studies,
+)
 from lrsearch.storage._curves import MAX_CURVES, curves, trial_detail
 from lrsearch.storage._dashboard_queries import (
     MAX_IMPORTANCE_TRIALS,
@@ -43,6 +49,12 @@ from lrsearch.storage._keys import (
     revoke_key,
     scope_allows,
     verify_key,
+)
+from lrsearch.storage._lr_range import (
+    LR_RANGE_ATTR,
+    lr_range_bounds,
+    store_lr_range,
+    stored_lr_range,
 )
 from lrsearch.storage._protocol import (
     RELEASE_REASON,
@@ -112,6 +124,8 @@ __all__ = [
     "DEFAULT_TENANT",
     "DEFAULT_URL",
     "DEFINITION_VERSION",
+    "LR_RANGE_ATTR",
+    "MAX_CROSS_STUDY_TOP",
     "MAX_CURVES",
     "MAX_IMPORTANCE_TRIALS",
     "MAX_PAGE_SIZE",
@@ -125,6 +139,8 @@ __all__ = [
     "BudgetExhaustedError",
     "ClaimedTrial",
     "CommonSettings",
+    "CrossStudySchedule",
+    "CrossStudyTrial",
     "Finished",
     "InvalidCursorError",
     "InvalidInputError",
@@ -152,6 +168,7 @@ __all__ = [
     "TrialRow",
     "UnsupportedStorageError",
     "absolute_config",
+    "best_across_studies",
     "best_per_schedule",
     "best_trial",
     "budget_counts",
@@ -179,6 +196,7 @@ __all__ = [
     "list_studies",
     "list_trials",
     "load_optuna_study",
+    "lr_range_bounds",
     "make_engine",
     "mark_study_failed",
     "open_backend",
@@ -193,6 +211,8 @@ __all__ = [
     "sampler_slot",
     "scatter_sample",
     "scope_allows",
+    "store_lr_range",
+    "stored_lr_range",
     "study_counts_by_state",
     "study_progress",
     "study_summary",

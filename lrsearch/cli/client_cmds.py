@@ -1,11 +1,11 @@
-"""``serve``, ``submit``, ``status``, ``best``, ``delete`` and ``keys create``.
+"""``submit``, ``status``, ``best``, ``delete`` and ``keys create``.
 
-``serve`` runs the REST service; ``submit``, ``status``, ``best`` and ``delete``
-are its client, and find it at ``LRSEARCH_API_URL`` with the key in
-``LRSEARCH_API_KEY`` (:class:`~lrsearch.client._settings.ClientSettings`);
-``keys create`` writes straight to ``LRSEARCH_STORAGE``. Heavy imports (the
-service, httpx, storage) happen inside the commands, so that ``lrsearch worker``
-never loads FastAPI.
+``submit``, ``status``, ``best`` and ``delete`` are the REST service's client
+(``serve`` is in :mod:`lrsearch.cli.serve_cmds`): they find it at
+``LRSEARCH_API_URL`` with the key in ``LRSEARCH_API_KEY``
+(:class:`~lrsearch.client._settings.ClientSettings`). ``keys create`` writes
+straight to ``LRSEARCH_STORAGE``. Heavy imports (the service, httpx, storage)
+happen inside the commands, so that ``lrsearch worker`` never loads FastAPI.
 
 Exit codes: 0 success, 1 a failed request (unreachable service, 401, 404,
 409, ...), 2 bad input (an unreadable file, a definition with problems).
@@ -16,9 +16,6 @@ from __future__ import annotations
 import enum
 import http
 import json
-import logging
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -45,7 +42,6 @@ class KeyScope(enum.StrEnum):
 
 def register(app: typer.Typer) -> None:
     """Add the service and REST-client commands to ``app``."""
-    app.command("serve")(serve)
     app.command("submit")(submit)
     app.command("status")(status)
     app.command("best")(best)
@@ -53,44 +49,6 @@ def register(app: typer.Typer) -> None:
     keys = typer.Typer(help="API keys of the service.", no_args_is_help=True)
     keys.command("create")(keys_create)
     app.add_typer(keys, name="keys")
-
-
-def _run_service(settings: Any, host: str, port: int) -> None:
-    import uvicorn
-
-    from lrsearch.service import create_app
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-
-
-def serve(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-) -> None:
-    """Run the REST service on LRSEARCH_STORAGE (settings from LRSEARCH_* variables)."""
-    from lrsearch.service import Settings
-
-    _run_service(Settings(), host, port)
-
-
-def serve_demo(*, url: str, study: str, host: str, port: int) -> None:
-    """Serve the demo's storage with keys on, and print the dashboard URL and a read key."""
-    from lrsearch import storage
-    from lrsearch.service import API_PREFIX, Settings
-
-    backend = storage.open_backend(url)
-    try:
-        _, read_key = storage.create_key(backend, scope="read")
-    finally:
-        backend.dispose()
-    settings = Settings(storage=url, auth_disabled=False)
-    base = f"http://{host}:{port}"
-    typer.echo(f"\ndashboard:      {base}/#/study/{study}")
-    typer.echo(f"read key:       {read_key}")
-    typer.echo(f"best schedules: {base}{API_PREFIX}/studies/{study}/schedules")
-    typer.echo(f"API docs:       {base}/docs   (Ctrl-C stops the service)")
-    _run_service(settings, host, port)
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -120,10 +78,11 @@ def open_http() -> tuple[Http, bool]:
     return Http(settings.api_url, settings.api_key or ""), settings.api_key is not None
 
 
-def _request(method: str, path: str, body: Any = None) -> Any:
+def _request(method: str, path: str, body: Any = None, *, params: Any = None) -> Any:
     """Call the service; on an error response print the problem and exit.
 
     ``path`` is relative to ``/api/v1``; quote each variable part with :func:`segment`.
+    ``params`` is the query string (a mapping or a list of pairs, for repeated names).
     One try, no retry: a command answers at once, and ``submit`` is not safe to repeat.
     """
     from lrsearch.client import ClientError
@@ -137,6 +96,7 @@ def _request(method: str, path: str, body: Any = None) -> Any:
             path,
             retry=False,
             content=content,
+            params=params,
             headers={"Content-Type": "application/json"} if content else None,
         )
     except ClientError as exc:
@@ -219,32 +179,30 @@ def progress_line(study: dict[str, Any]) -> str:
 
 def status(
     name: Annotated[str, typer.Argument(help="The study's name.")],
-    watch: Annotated[bool, typer.Option("--watch", help="Refresh until the study ends.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Redraw until the study ends (Ctrl-C stops watching): running trials with "
+            "their epoch and value, trials per hour, ETA.",
+        ),
+    ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1)] = 2.0,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the study as JSON on stdout (with --watch: one line a refresh)."
+        ),
+    ] = False,
 ) -> None:
     """Show a study's progress: finished/budget trials, running, pruned and failed."""
-    tty = sys.stdout.isatty()
-    previous = ""
-    try:
-        while True:
-            study = _request("GET", f"/studies/{segment(name)}")
-            line = progress_line(study)
-            ended = study["state"] in ("finished", "cancelled")
-            if not watch:
-                typer.echo(line)
-                return
-            if tty:
-                typer.echo(f"\r\x1b[2K{line}", nl=ended)
-            elif line != previous:
-                typer.echo(line)
-            previous = line
-            if ended:
-                return
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        if tty:
-            typer.echo("")
-        raise typer.Exit(130) from None
+    if watch:
+        from lrsearch.cli.watch import watch_study
+
+        watch_study(name, interval=interval, as_json=as_json)
+        return
+    study = _request("GET", f"/studies/{segment(name)}")
+    typer.echo(json.dumps(study, indent=2, sort_keys=True) if as_json else progress_line(study))
 
 
 def schedules_table(study: dict[str, Any], schedules: list[dict[str, Any]]) -> str:
@@ -279,13 +237,40 @@ class BestAs(enum.StrEnum):
 
 
 def best(
-    name: Annotated[str, typer.Argument(help="The study's name.")],
+    name: Annotated[
+        str | None, typer.Argument(help="The study's name (or --task instead).")
+    ] = None,
     as_: Annotated[
         BestAs,
         typer.Option("--as", help="table, or pytorch: the winner as optimizer + scheduler code."),
     ] = BestAs.TABLE,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the table's data as JSON on stdout (not with --as)."),
+    ] = False,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help="Instead of a study: the best schedules across all your "
+            "studies of this task (GET /schedules/best).",
+        ),
+    ] = None,
 ) -> None:
     """Print the best trial of each schedule type, best schedule first."""
+    if (name is None) == (task is None):
+        _fail("give a study NAME or --task TASK (one of them)", EXIT_BAD_INPUT)
+    if task is not None:
+        if as_ == BestAs.PYTORCH:
+            _fail("--as pytorch takes a study NAME, not --task", EXIT_BAD_INPUT)
+        from lrsearch.cli.best_across import cross_study_table
+
+        body = _request("GET", "/schedules/best", params={"task": task})
+        typer.echo(json.dumps(body, indent=2) if as_json else cross_study_table(body))
+        return
+    assert name is not None  # one of the two, checked above
+    if as_json and as_ == BestAs.PYTORCH:
+        _fail("--json prints the table's data: leave out --as pytorch", EXIT_BAD_INPUT)
     if as_ == BestAs.PYTORCH:
         from lrsearch.cli.export_cmds import best_as_pytorch
 
@@ -293,7 +278,12 @@ def best(
         return
     study = _request("GET", f"/studies/{segment(name)}")
     schedules = _request("GET", f"/studies/{segment(name)}/schedules")["items"]
-    typer.echo(schedules_table(study, schedules))
+    if as_json:
+        typer.echo(json.dumps({"study": study["name"], "schedules": schedules}, indent=2))
+        return
+    from lrsearch.cli.best_across import with_pytorch_column
+
+    typer.echo(with_pytorch_column(schedules_table(study, schedules), schedules))
 
 
 def delete(

@@ -12,7 +12,15 @@ from typing import Annotated, Any
 import typer
 
 import lrsearch
-from lrsearch.cli import client_cmds, db_cmds, export_cmds, worker_cmds
+from lrsearch.cli import (
+    client_cmds,
+    db_cmds,
+    export_cmds,
+    lr_range_cmds,
+    serve_cmds,
+    study_cmds,
+    worker_cmds,
+)
 
 
 class _App(typer.Typer):
@@ -73,9 +81,12 @@ def _root(
 
 
 worker_cmds.register(app)
+serve_cmds.register(app)
 client_cmds.register(app)
+study_cmds.register(app)
 db_cmds.register(app)
 export_cmds.register(app)
+lr_range_cmds.register(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,8 +8,20 @@ from lrsearch.service.routes import (
     ops,
     protocol,
     results,
+    schedules,
     studies,
     trials,
 )
 
-__all__ = ["code", "curves", "dashboard", "keys", "ops", "protocol", "results", "studies", "trials"]
+__all__ = [
+    "code",
+    "curves",
+    "dashboard",
+    "keys",
+    "ops",
+    "protocol",
+    "results",
+    "schedules",
+    "studies",
+    "trials",
+]

@@ -6,7 +6,11 @@ from fastapi import APIRouter
 
 from lrsearch import storage
 from lrsearch.service.deps import BackendDep, ImportanceCacheDep, ReadableStudy, SettingsDep
-from lrsearch.service.importance import compute_importance
+from lrsearch.service.importance import (
+    IMPORTANCE_SAMPLE,
+    compute_importance,
+    reliability_warning,
+)
 from lrsearch.service.openapi import API_PREFIX, problems
 from lrsearch.service.schemas import (
     BestOut,
@@ -32,7 +36,8 @@ def get_schedules(record: ReadableStudy, backend: BackendDep) -> SchedulesOut:
     """For each schedule type: its best trial, completed/pruned/failed counts, median value."""
     with backend.engine.connect() as conn:
         stats = storage.best_per_schedule(conn, record)
-    return SchedulesOut(study=record.name, items=[schedule_stats_out(s) for s in stats])
+    items = [schedule_stats_out(s, record.definition) for s in stats]
+    return SchedulesOut(study=record.name, items=items)
 
 
 @router.get("/importance", responses=problems(401, 403, 404, 409), summary="Parameter importance")
@@ -64,6 +69,8 @@ def get_importance(
         study=record.name,
         evaluator=result.evaluator,
         n_complete=result.n_complete,
+        n_trials=min(result.n_complete, IMPORTANCE_SAMPLE),
+        warning=reliability_warning(result.n_complete),
         importances=result.importances,
         notes=result.notes,
     )

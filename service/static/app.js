@@ -42,6 +42,18 @@
   }
 
   let apiKey = localStorage.getItem(KEY_STORAGE);
+  // A link that carries a key (`lrsearch demo --serve` prints `#/study/NAME?key=...`):
+  // keep the key as if typed, and take it out of the address bar and the history.
+  const keyAt = location.hash.indexOf("?key=");
+  if (keyAt >= 0) {
+    try {
+      apiKey = decodeURIComponent(location.hash.slice(keyAt + 5));
+      localStorage.setItem(KEY_STORAGE, apiKey);
+    } catch {
+      // a malformed key: ask for one as usual
+    }
+    history.replaceState(null, "", location.pathname + location.search + location.hash.slice(0, keyAt));
+  }
   let me = null; // {tenant, scope} of apiKey, from GET /whoami
   let keysChecked = true; // false when the service runs without keys (LRSEARCH_AUTH_DISABLED)
 
@@ -134,9 +146,11 @@
     }
     $("trial-metrics").tHead.replaceChildren();
     if (window.Plotly) for (const id of CHARTS) window.Plotly.purge($(id));
-    for (const id of ["study-name", "study-facts", "study-progress", "trial-title", "whoami"]) {
+    for (const id of ["study-name", "study-facts", "study-progress", "trial-title", "whoami",
+      "pytorch-code", "pytorch-caption"]) {
       $(id).textContent = "";
     }
+    $("pytorch-box").hidden = true;
   }
 
   function askForKey(message) {
@@ -334,6 +348,7 @@
 
   async function showStudy(token, name) {
     setCrumbs([[name, null]]);
+    $("pytorch-box").hidden = true; // another study's code must not linger
     $("study-name").textContent = name;
     window.__lrsearchTimings = {};
     placeholder($("chart-importance"), "Computing parameter importance…");
@@ -437,9 +452,44 @@
         cell("n_pruned", s.n_pruned, "num", s.n_pruned),
         cell("n_failed", s.n_failed, "num", s.n_failed),
         cell("median_value", s.median_value, "num", num(s.median_value)),
+        cell("pytorch", null, undefined, b.number === undefined ? "—" : copyButton(name, b.number)),
       );
     });
     $("leaderboard").tBodies[0].replaceChildren(...rows);
+  }
+
+  function copyButton(name, number) {
+    const button = el("button", { type: "button", className: "copy-pytorch", "data-trial": number },
+      "Copy as PyTorch");
+    button.addEventListener("click", () => copyPytorch(name, number));
+    return button;
+  }
+
+  // The trial's optimizer + scheduler code (GET .../pytorch), shown in a <pre> to
+  // read or select, and copied to the clipboard where the browser lets us.
+  async function copyPytorch(name, number) {
+    const token = view;
+    let body;
+    try {
+      body = await api(`/studies/${enc(name)}/trials/${number}/pytorch`);
+    } catch (e) {
+      showError(`Trial #${number} as PyTorch: ${e.message}`);
+      return;
+    }
+    if (token !== view) return;
+    $("pytorch-code").textContent = body.code;
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(body.code);
+      copied = true;
+    } catch {
+      // No clipboard (not a secure context, or permission refused): the <pre> still shows it.
+    }
+    $("pytorch-caption").textContent =
+      `Trial #${number} as PyTorch optimizer + scheduler code` +
+      (copied ? " (copied to the clipboard)" : " (select it to copy)");
+    $("pytorch-box").hidden = false;
+    $("pytorch-box").dataset.trial = String(number);
   }
 
   const layout = (extra) => ({
@@ -492,6 +542,11 @@
     const div = $("chart-importance");
     if (importance.unavailable) {
       placeholder(div, `Not enough finished trials to rank the parameters yet (${importance.unavailable}).`);
+      return Promise.resolve();
+    }
+    if (importance.warning) {
+      // Too few trials for a ranking to mean anything: say so instead of drawing bars.
+      placeholder(div, `Parameter importance is ${importance.warning}.`);
       return Promise.resolve();
     }
     div.querySelector(".message")?.remove();

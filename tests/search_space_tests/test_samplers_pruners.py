@@ -177,12 +177,16 @@ def test_gp_does_not_flood_the_log_with_fallback_warnings() -> None:
 def test_make_pruner_returns_the_requested_class(
     kind: str, no_warnings: list[warnings.WarningMessage]
 ) -> None:
-    pruner = make_pruner(_definition(pruner={"type": kind, "min_epochs": 2}))
+    # schedule_aware off: the plain Optuna pruner (the wrapped ones: test_schedule_pruning.py).
+    pruner = make_pruner(
+        _definition(pruner={"type": kind, "min_epochs": 2, "schedule_aware": False})
+    )
     assert type(pruner) is PRUNER_CLASSES[kind]
 
 
 def test_default_pruner_is_hyperband(default_definition: StudyDefinition) -> None:
-    assert type(make_pruner(default_definition)) is optuna.pruners.HyperbandPruner
+    # Schedule-aware by default: a HyperbandPruner subclass, so Optuna still finds its brackets.
+    assert isinstance(make_pruner(default_definition), optuna.pruners.HyperbandPruner)
 
 
 def _run_with_pruner(definition: StudyDefinition, n_trials: int) -> optuna.Study:

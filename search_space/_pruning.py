@@ -1,0 +1,126 @@
+"""Schedule-aware pruning: judge a trial only when its learning rate says something.
+
+The rule, applied in front of whichever pruner a study configures:
+
+- **Warm-up.** A trial is never pruned during its warm-up: the ``warmup_epochs``
+  prefix (a linear ramp to the base learning rate) or, for the ``warmup``
+  schedule type (which is never prefixed), its own ``warmup.ramp_epochs``.
+  Epochs are 0-based steps, so a trial with ``W`` ramp epochs is first judged
+  on the value it reports at step ``W``, its first epoch at the full learning
+  rate. While the LR is still low a trial is slow by construction, and a median
+  or successive-halving pruner would otherwise kill exactly the schedules that
+  would overtake later.
+- **Cyclic.** A ``cyclic`` trial is judged only at the end of each full cycle
+  (``2 * cyclic.step_size`` epochs after its warm-up), when its learning rate is
+  back at the base rate. Mid-cycle, at the peak, its loss is high by design.
+  Cycle boundaries rather than best-so-far: Optuna's pruners compare values at
+  the same step, and at a boundary every cyclic trial is in a comparable phase.
+  A trial whose first cycle ends after ``max_epochs`` is never pruned.
+- **Otherwise** the configured pruner (hyperband, median, percentile,
+  successive_halving) decides, on the study's trials as usual.
+
+Skipping steps is safe for every wrapped pruner: median and percentile compare
+the trial's best value so far at whatever step they are asked, and successive
+halving records every rung the trial has passed since it was last asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from optuna.pruners import BasePruner, HyperbandPruner
+from optuna.trial import FrozenTrial
+
+
+def protected_until(params: Mapping[str, Any], default_warmup_epochs: int = 0) -> int:
+    """The first step (0-based epoch) at which a trial with ``params`` may be judged.
+
+    Args:
+        params: The trial's Optuna parameters (``warmup_epochs``, ``schedule``,
+            ``warmup.ramp_epochs``...).
+        default_warmup_epochs: The warm-up of a study whose definition fixes it
+            (then it is not an Optuna parameter).
+    """
+    if params.get("schedule") == "warmup":
+        # The warm-up schedule is its own ramp, never prefixed (as config_from_params).
+        return int(params.get("warmup.ramp_epochs", 0))
+    return int(params.get("warmup_epochs", default_warmup_epochs))
+
+
+def may_judge(trial: FrozenTrial, default_warmup_epochs: int = 0) -> bool:
+    """Whether the schedule rule lets the configured pruner look at ``trial`` now."""
+    step = trial.last_step
+    if step is None:
+        return True  # nothing reported: the wrapped pruner answers False itself
+    start = protected_until(trial.params, default_warmup_epochs)
+    if step < start:
+        return False
+    if trial.params.get("schedule") == "cyclic":
+        cycle = 2 * int(trial.params.get("cyclic.step_size", 1))
+        return (step + 1 - start) % cycle == 0
+    return True
+
+
+class ScheduleAwarePruner(BasePruner):
+    """Wraps any Optuna pruner with the schedule rule of this module.
+
+    Args:
+        pruner: The configured pruner; it decides whenever the rule allows.
+        default_warmup_epochs: Warm-up epochs of trials that do not carry a
+            ``warmup_epochs`` parameter (a study that fixes it).
+    """
+
+    def __init__(self, pruner: BasePruner, default_warmup_epochs: int = 0) -> None:
+        if isinstance(pruner, HyperbandPruner):
+            # Optuna finds Hyperband's brackets with isinstance(study.pruner,
+            # HyperbandPruner) (optuna.pruners._filter_study); a wrapper would
+            # hide them from the sampler. ScheduleAwareHyperbandPruner keeps them.
+            raise TypeError("wrap Hyperband with ScheduleAwareHyperbandPruner")
+        self._pruner = pruner
+        self._default_warmup = default_warmup_epochs
+
+    @property
+    def pruner(self) -> BasePruner:
+        """The wrapped pruner."""
+        return self._pruner
+
+    def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
+        if not may_judge(trial, self._default_warmup):
+            return False
+        return self._pruner.prune(study, trial)
+
+
+class ScheduleAwareHyperbandPruner(HyperbandPruner):
+    """Optuna's Hyperband with the schedule rule in front.
+
+    A subclass rather than a wrapper: Optuna's trials and ``tell`` route the
+    sampler to a trial's bracket only when ``study.pruner`` *is* a
+    ``HyperbandPruner``, and the bracket study asserts the same. Inheriting keeps
+    ``_get_bracket_id``, ``_create_bracket_study`` and the per-bracket
+    successive-halving pruners exactly as Optuna implements them.
+
+    Args:
+        min_resource: As ``HyperbandPruner``.
+        max_resource: As ``HyperbandPruner``.
+        reduction_factor: As ``HyperbandPruner``.
+        default_warmup_epochs: As :class:`ScheduleAwarePruner`.
+    """
+
+    def __init__(
+        self,
+        min_resource: int = 1,
+        max_resource: int = 20,
+        reduction_factor: int = 3,
+        default_warmup_epochs: int = 0,
+    ) -> None:
+        super().__init__(
+            min_resource=min_resource, max_resource=max_resource, reduction_factor=reduction_factor
+        )
+        self._default_warmup = default_warmup_epochs
+
+    def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
+        if not may_judge(trial, self._default_warmup):
+            return False
+        return super().prune(study, trial)
