@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -313,17 +314,27 @@ def demo(
 
 
 def best_schedules_table(backend: Any, record: Any) -> str:
-    """The best trial per schedule type, in the same table as ``lrsearch best``."""
-    from dataclasses import asdict
+    """The best trial per schedule type, in the same table as ``lrsearch best``.
 
+    Each winner's scheduler as PyTorch takes it goes in the last column, written
+    by the same function as for ``lrsearch best``.
+    """
+    from lrsearch.cli.best_across import with_pytorch_column
     from lrsearch.cli.client_cmds import schedules_table
+    from lrsearch.search_space import trial_settings
     from lrsearch.storage import best_per_schedule
 
+    def settings(best: Any) -> dict[str, Any] | None:
+        found = None if best is None else trial_settings(record.definition, best.params)
+        return None if found is None else asdict(found)  # the API's `settings` shape
+
     with backend.engine.connect() as conn:
-        stats = [asdict(s) for s in best_per_schedule(conn, record)]
+        stats = [
+            asdict(s) | {"settings": settings(s.best)} for s in best_per_schedule(conn, record)
+        ]
     study = {
         "name": record.name,
         "metric": record.definition.objective.metric,
         "direction": record.direction,
     }
-    return schedules_table(study, stats)
+    return with_pytorch_column(schedules_table(study, stats), stats)

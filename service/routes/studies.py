@@ -45,7 +45,8 @@ def _decode_cursor(cursor: str) -> int:
 
 def _out(backend: storage.Backend, record: storage.StudyRecord) -> StudyOut:
     with backend.engine.connect() as conn:
-        return study_out(record, storage.study_summary(conn, record))
+        summary = storage.study_summary(conn, record)
+    return study_out(record, summary, storage.stored_lr_range(backend, record.study_id))
 
 
 @router.post(

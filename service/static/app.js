@@ -2,7 +2,8 @@
 // It reads only the REST API (/api/v1) with the user's API key, and asks for
 // aggregates and a bounded number of curves, never for every trial of a study.
 //
-// Routes (after #): #/ studies, #/study/NAME, #/study/NAME/trial/N.
+// Routes (after #): #/ studies, #/study/NAME, #/study/NAME/trial/N, #/task/NAME (best
+// schedules across the task's studies).
 // Tests and the render benchmark wait for document.body.dataset.rendered
 // (the view's name) and read window.__lrsearchRendered (performance.now()).
 "use strict";
@@ -12,6 +13,7 @@
   const KEY_STORAGE = "lrsearch.apiKey";
   const POLL_MS = 3000;
   const CURVES_PER_SCHEDULE = 3;
+  const TASK_TOP = 3; // trials per schedule type on the task page
   const PRUNED_CURVES = 10;
   const SCATTER_POINTS = 2000;
   const IMPORTANCE_EVERY_MS = 30000;
@@ -89,6 +91,7 @@
   const plain = (v) => (v === null || v === undefined ? "—" : String(v));
   const studyHash = (name) => `#/study/${enc(name)}`;
   const trialHash = (name, number) => `${studyHash(name)}/trial/${number}`;
+  const taskHash = (task) => `#/task/${enc(task)}`;
 
   const scheduleOrder = [];
   function colour(schedule) {
@@ -124,9 +127,9 @@
 
   // --------------------------------------------------------- views and routing
 
-  const VIEWS = ["key-view", "studies-view", "study-view", "trial-view"];
+  const VIEWS = ["key-view", "studies-view", "study-view", "trial-view", "task-view"];
   const CHARTS = ["chart-lr", "chart-learning", "chart-importance", "chart-scatter",
-    "trial-chart-lr", "trial-chart-learning"];
+    "chart-lr-range", "trial-chart-lr", "trial-chart-learning"];
   let view = 0; // bumped on every navigation: stale responses and polls check it and stop
   let pollTimer = null;
 
@@ -151,6 +154,8 @@
       $(id).textContent = "";
     }
     $("pytorch-box").hidden = true;
+    $("lr-range-box").hidden = true;
+    $("task-best").replaceChildren();
   }
 
   function askForKey(message) {
@@ -213,6 +218,8 @@
       run = showTrial(token, name, Number(number));
     } else if (kind === "study" && name) {
       run = showStudy(token, name);
+    } else if (kind === "task" && name) {
+      run = showTask(token, name);
     } else {
       run = showStudies(token);
     }
@@ -286,7 +293,7 @@
     studies.sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
     $("studies-table").tBodies[0].replaceChildren(...studies.map((s) => el("tr", { "data-study": s.name },
       el("td", {}, el("a", { href: studyHash(s.name) }, s.name)),
-      el("td", {}, s.task),
+      el("td", { "data-field": "task" }, el("a", { href: taskHash(s.task) }, s.task)),
       stateCell(s),
       el("td", { className: "num", "data-field": "progress" }, `${s.finished}/${s.n_trials}`),
       el("td", { className: "num" }, s.counts.RUNNING),
@@ -396,8 +403,11 @@
   function renderStudyHeader(s) {
     badge($("study-state"), s.state);
     const best = s.best ? `best ${s.metric} ${num(s.best.value)} (trial #${s.best.number}, ${s.best.schedule})` : "no completed trial yet";
-    $("study-facts").textContent = `${s.task} · ${s.direction} ${s.metric} · ${best} · ` +
-      `${s.epochs_spent} epochs trained, ${s.epochs_saved} saved by pruning · created ${age(s.created_at)}`;
+    $("study-facts").replaceChildren(
+      el("a", { href: taskHash(s.task), title: `Best schedules across your studies of ${s.task}`,
+        "data-field": "task" }, s.task),
+      ` · ${s.direction} ${s.metric} · ${best} · ${s.epochs_spent} epochs trained, ` +
+      `${s.epochs_saved} saved by pruning · created ${age(s.created_at)}`);
     const c = s.counts;
     $("study-progress").textContent = `${s.finished}/${s.n_trials} finished · ${c.RUNNING} running · ` +
       `${c.WAITING} waiting · ${c.COMPLETE} complete, ${c.PRUNED} pruned, ${c.FAIL} failed`;
@@ -446,6 +456,7 @@
         cell("weight_init", b.weight_init, undefined, plain(b.weight_init)),
         cell("warmup_epochs", b.warmup_epochs, "num", plain(b.warmup_epochs)),
         cell("epochs_run", b.epochs_run, "num", plain(b.epochs_run)),
+        cell("settings", s.settings ?? null, "settings", settingsContent(s.settings)),
         cell("number", b.number, "num",
           b.number === undefined ? "—" : el("a", { href: trialHash(name, b.number) }, `#${b.number}`)),
         cell("n_complete", s.n_complete, "num", s.n_complete),
@@ -456,6 +467,15 @@
       );
     });
     $("leaderboard").tBodies[0].replaceChildren(...rows);
+  }
+
+  // A winner's schedule as PyTorch takes it: the scheduler call (what `lrsearch best` prints),
+  // with its LinearLR warm-up, if any, on a line of its own.
+  function settingsContent(settings) {
+    if (!settings) return "—";
+    const wrap = el("span", {}, el("code", { className: "call" }, settings.call));
+    if (settings.warmup) wrap.append(el("span", { className: "warmup muted" }, `after warm-up ${settings.warmup}`));
+    return wrap;
   }
 
   function copyButton(name, number) {
@@ -528,6 +548,7 @@
         layout({ xaxis: epochAxis, yaxis: { title: { text: study.metric } } }),
         PLOT_CONFIG),
       drawScatter(Plotly, name, study, results.scatter),
+      drawLrRange(Plotly, study.lr_range),
     ];
     await Promise.all(draws);
   }
@@ -559,6 +580,53 @@
     }], layout({
       yaxis: { automargin: true },
       xaxis: { title: { text: `importance (${importance.evaluator}, ${importance.n_complete} complete trials)` } },
+    }), PLOT_CONFIG);
+  }
+
+  // An `auto` study's LR range test (Smith): the smoothed training loss while the learning
+  // rate rose exponentially, with the bounds the trials sample in shaded. Other studies
+  // have none: no chart at all, not an empty one.
+  function drawLrRange(Plotly, range) {
+    const box = $("lr-range-box");
+    const div = $("chart-lr-range");
+    if (!range || !Array.isArray(range.lrs) || !range.lrs.length) {
+      box.hidden = true;
+      Plotly.purge(div);
+      return Promise.resolve();
+    }
+    box.hidden = false;
+    const finite = range.losses.filter(Number.isFinite);
+    const lowest = Math.min(...finite);
+    // A diverging tail would flatten the interesting part: the y axis stops a little above
+    // the highest loss seen before the chosen upper bound.
+    const upTo = range.losses.filter((l, i) => Number.isFinite(l) && range.lrs[i] <= range.high);
+    const top = Math.min(Math.max(...finite), Math.max(...(upTo.length ? upTo : finite)) * 1.15);
+    const pad = (top - lowest) * 0.05 || Math.abs(top) * 0.05 || 1;
+    const yRange = [lowest - pad, top + pad];
+    const bound = (which, x) => ({
+      type: "scatter", mode: "lines", x: [x, x], y: yRange, name: `${which} ${lr(x)}`,
+      meta: which, line: { color: "#2f6fde", width: 1.5, dash: "dash" },
+      hovertemplate: `${which} bound: ${lr(x)}<extra></extra>`,
+    });
+    $("lr-range-caption").textContent = `LR range test: ${range.batches ?? range.lrs.length} batches` +
+      `${range.diverged ? ", stopped when the loss diverged" : ""}; trials sample between ` +
+      `${lr(range.low)} and ${lr(range.high)} (shaded)`;
+    return Plotly.react(div, [
+      {
+        type: "scatter", mode: "lines", x: range.lrs, y: range.losses, name: "loss", meta: "curve",
+        line: { color: "#1d2430", width: 2 },
+        hovertemplate: "lr %{x:.2e}: loss %{y:.4g}<extra></extra>",
+      },
+      bound("low", range.low),
+      bound("high", range.high),
+    ], layout({
+      // One tick per decade, written as a power of ten.
+      xaxis: { title: { text: "learning rate" }, type: "log", dtick: 1, exponentformat: "power" },
+      yaxis: { title: { text: "training loss (smoothed)" }, range: yRange },
+      shapes: [{
+        type: "rect", xref: "x", yref: "paper", x0: range.low, x1: range.high, y0: 0, y1: 1,
+        fillcolor: "rgba(47, 111, 222, 0.12)", line: { width: 0 }, layer: "below",
+      }],
     }), PLOT_CONFIG);
   }
 
@@ -599,6 +667,51 @@
         });
       }
     });
+  }
+
+  // --------------------------------------------------------------------- task
+
+  // What the tenant has learnt about a task: GET /schedules/best, one table per direction
+  // (values of studies that maximize and of those that minimize are never compared).
+  async function showTask(token, task) {
+    setCrumbs([[`task ${task}`, null]]);
+    $("task-name").textContent = `Best schedules for task ${task}`;
+    const [body] = await Promise.all([api(`/schedules/best?task=${enc(task)}&top=${TASK_TOP}`), whoami()]);
+    if (token !== view) return;
+    renderTask(body);
+    show("task-view");
+    markRendered("task");
+  }
+
+  function renderTask(body) {
+    $("task-empty").hidden = body.items.length > 0;
+    $("task-empty").textContent = `No completed trial in any of your studies of task ${body.task} yet.`;
+    const directions = [...new Set(body.items.map((g) => g.direction))];
+    $("task-best").replaceChildren(...directions.map((direction) => {
+      const groups = body.items.filter((g) => g.direction === direction);
+      const rows = groups.flatMap((g) => g.trials.map((t, rank) => el("tr", {
+        "data-direction": direction, "data-schedule": g.schedule, "data-rank": rank,
+        "data-study": t.study, "data-number": t.number,
+      },
+      el("td", { "data-field": "schedule" }, rank ? "" : el("span", {},
+        el("span", { className: "swatch", style: `background:${colour(g.schedule)}` }), g.schedule)),
+      el("td", { className: "num", "data-field": "rank" }, rank + 1),
+      el("td", { "data-field": "study" }, el("a", { href: studyHash(t.study) }, t.study)),
+      el("td", { className: "num", "data-field": "number" }, el("a", { href: trialHash(t.study, t.number) }, `#${t.number}`)),
+      el("td", { className: "num", "data-field": "value", "data-raw": JSON.stringify(t.value) }, num(t.value)),
+      el("td", { "data-field": "metric" }, t.metric),
+      el("td", { className: "num", "data-field": "epochs_trained" }, `${t.epochs_trained}/${t.max_epochs}`),
+      el("td", { className: "num", "data-field": "learning_rate" }, lr(t.learning_rate)),
+      el("td", { className: "num", "data-field": "batch_size" }, plain(t.batch_size)),
+      el("td", { className: "settings", "data-field": "settings" }, settingsContent(t.settings)),
+      )));
+      return el("section", { "data-direction": direction },
+        el("h2", {}, `Studies that ${direction} their metric`),
+        el("table", { className: "grid task-best" },
+          el("thead", {}, el("tr", {}, ...["Schedule", "Rank", "Study", "Trial", "Value", "Metric",
+            "Epochs", "Learning rate", "Batch", "PyTorch scheduler"].map((h) => el("th", {}, h)))),
+          el("tbody", {}, ...rows)));
+    }));
   }
 
   // -------------------------------------------------------------------- trial
