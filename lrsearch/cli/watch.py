@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +145,10 @@ def _progress_of(trial: dict[str, Any]) -> tuple[Any, ...]:
 def watch_study(name: str, *, interval: float, as_json: bool) -> None:
     """Refresh until the study ends or Ctrl-C; see the module's docstring."""
     tty = sys.stdout.isatty() and not as_json
+    if threading.current_thread() is threading.main_thread():
+        # A shell starts background jobs with SIGINT ignored, and Python then keeps
+        # it ignored; watching is interactive, so Ctrl-C must always end it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     meter = RateMeter()
     drawn = 0
     previous = ""

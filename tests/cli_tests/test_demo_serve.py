@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -97,5 +97,18 @@ def test_the_printed_link_carries_a_read_key_for_the_served_demo(tmp_path: Path)
             assert paused.status_code == 403
         finally:
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+            _wait_or_kill(process)
             reader.join(timeout=10)
+
+
+def _wait_or_kill(process: subprocess.Popen[Any]) -> int | None:
+    """The exit code, or ``None`` after killing a child that ignored the signal.
+
+    Never blocks for good: leaving a ``with Popen`` block waits without a timeout.
+    """
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None

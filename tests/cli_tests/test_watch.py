@@ -154,7 +154,7 @@ def test_watch_into_a_pipe_prints_running_trials_and_ctrl_c_exits_0(
         finally:
             time.sleep(0.5)  # a few refreshes: the line must not repeat while nothing changes
             process.send_signal(signal.SIGINT)
-            code = process.wait(timeout=30)
+            code = _wait_or_kill(process)
             reader.join(timeout=10)
         errors = process.stderr.read() if process.stderr else ""
     assert code == 0, errors
@@ -202,7 +202,7 @@ def test_watch_on_a_terminal_redraws_in_place(live: Live, tmp_path: Path) -> Non
                     seen += os.read(primary, 4096)
         finally:
             process.send_signal(signal.SIGINT)
-            code = process.wait(timeout=30)
+            code = _wait_or_kill(process)
             os.close(primary)
     assert code == 0
     text = seen.decode()
@@ -212,3 +212,16 @@ def test_watch_on_a_terminal_redraws_in_place(live: Live, tmp_path: Path) -> Non
     # The display is 2 lines (no trial running): the redraw moves up exactly that far.
     assert first.endswith("\x1b[2F")
     assert second.startswith("watched-tty [")
+
+
+def _wait_or_kill(process: subprocess.Popen[Any]) -> int | None:
+    """The exit code, or ``None`` after killing a child that ignored the signal.
+
+    Never blocks for good: leaving a ``with Popen`` block waits without a timeout.
+    """
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
