@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from lrsearch.search_space._confirm import Confirm, default_confirm
 from lrsearch.search_space._errors import DefinitionError, Loc, Problem
 from lrsearch.search_space._schedules import (
     MAX_EPOCHS,
@@ -286,6 +287,11 @@ class StudyDefinition(_Model):
         default=None,
         description="first trials: the best configurations of earlier studies (same tenant)",
     )
+    confirm: Confirm | None = Field(
+        default=None,
+        description="re-train each schedule type's winners with other seeds once the "
+        "budget is spent; left out: {top_k: 1, seeds: 2} from 30 trials, off below",
+    )
     task_options: TaskOptions = Field(
         default_factory=dict,
         description="passed to the built-in task, over the worker's own options (key by key)",
@@ -493,6 +499,11 @@ def parse_definition(
             problems + _partial_cross_problems(data, problems, known_tasks)
         ) from None
     definition = _fit_default_warmup(definition)
+    if definition.confirm is None:
+        # Stored as decided, so the stored definition says what runs.
+        definition = definition.model_copy(
+            update={"confirm": default_confirm(definition.budget.n_trials)}
+        )
     problems = _cross_field_problems(definition, known_tasks)
     if problems:
         raise DefinitionError(problems)

@@ -51,6 +51,10 @@ def protected_until(params: Mapping[str, Any], default_warmup_epochs: int = 0) -
 
 def may_judge(trial: FrozenTrial, default_warmup_epochs: int = 0) -> bool:
     """Whether the schedule rule lets the configured pruner look at ``trial`` now."""
+    if "confirmation_of" in trial.user_attrs:
+        # A confirmation re-trains a winner to measure its spread over seeds
+        # (lrsearch.storage._confirm): pruning it would drop a value from the mean.
+        return False
     step = trial.last_step
     if step is None:
         return True  # nothing reported: the wrapped pruner answers False itself

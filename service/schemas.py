@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 from typing import Any, Literal
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lrsearch.search_space import ScheduleSettings, StudyDefinition, trial_settings
 from lrsearch.storage import (
     ApiKey,
+    Confirmed,
     CrossStudySchedule,
     ScheduleStats,
     StudyProgress,
@@ -136,10 +138,19 @@ class StudyOut(_Out):
     updated_at: datetime.datetime
     counts: dict[TrialStateName, int] = Field(description="Trials per state.")
     finished: int = Field(description="Finished trials that count toward the budget.")
+    confirmations: dict[TrialStateName, int] = Field(
+        default_factory=dict,
+        description="Confirmation trials per state (re-runs of winners; not in `counts`).",
+    )
     best: TrialOut | None
     epochs_spent: int
     epochs_saved: int = Field(description="Epochs not trained thanks to pruning.")
     definition: StudyDefinition
+    lr_range: dict[str, Any] | None = Field(
+        default=None,
+        description="An `auto` study's LR range test: `{low, high, steepest, diverged, "
+        "batches, lrs, losses, settings}` (non-finite losses as null); null otherwise.",
+    )
 
 
 class EnqueueIn(BaseModel):
@@ -187,6 +198,18 @@ class ScheduleSettingsOut(_Out):
     warmup: str | None = Field(description="The `LinearLR` warm-up prefix, if any.")
 
 
+class ConfirmedOut(_Out):
+    of: int = Field(description="The confirmed search trial's number.")
+    mean: float = Field(description="Mean over the original and its completed confirmations.")
+    std: float | None = Field(description="Sample standard deviation; null for one value.")
+    n: int = Field(description="How many values the mean rests on.")
+    values: list[float]
+    within_noise: list[str] = Field(
+        description="Schedule types whose confirmed mean differs from this one by less "
+        "than 2 x sqrt(s1^2/n1 + s2^2/n2): the ranking between them is not established."
+    )
+
+
 class ScheduleStatsOut(_Out):
     schedule: str
     best: TrialOut | None
@@ -198,6 +221,11 @@ class ScheduleStatsOut(_Out):
         default=None, description="The best trial's schedule as PyTorch takes it."
     )
     epochs_trained: int | None = Field(default=None, description="Epochs the best trial ran.")
+    confirmed: ConfirmedOut | None = Field(
+        default=None,
+        description="The winner re-trained with other seeds: mean, spread and n. "
+        "Null until confirmations complete; ranks the schedule types where present.",
+    )
 
 
 class SchedulesOut(_Out):
@@ -297,8 +325,10 @@ def study_brief(record: StudyRecord, progress: StudyProgress) -> StudyBrief:
     )
 
 
-def study_out(record: StudyRecord, summary: StudySummary) -> StudyOut:
-    """The full view of a study: its definition and where it stands."""
+def study_out(
+    record: StudyRecord, summary: StudySummary, lr_range: dict[str, Any] | None = None
+) -> StudyOut:
+    """The full view of a study: its definition, where it stands and its LR range test."""
     return StudyOut(
         name=record.name,
         task=record.task,
@@ -313,10 +343,12 @@ def study_out(record: StudyRecord, summary: StudySummary) -> StudyOut:
         updated_at=_time(record.updated_at),
         counts=summary.counts,
         finished=summary.finished,
+        confirmations=summary.confirmations,
         best=trial_out(summary.best) if summary.best is not None else None,
         epochs_spent=summary.epochs_spent,
         epochs_saved=summary.epochs_saved,
         definition=record.definition,
+        lr_range=None if lr_range is None else _finite(lr_range),
     )
 
 
@@ -333,7 +365,9 @@ def settings_out(settings: ScheduleSettings | None) -> ScheduleSettingsOut | Non
 
 
 def schedule_stats_out(
-    stats: ScheduleStats, definition: StudyDefinition | None = None
+    stats: ScheduleStats,
+    definition: StudyDefinition | None = None,
+    confirmed: Confirmed | None = None,
 ) -> ScheduleStatsOut:
     """The API view of one schedule's results; with ``definition``, the winner's settings."""
     best = stats.best
@@ -349,6 +383,9 @@ def schedule_stats_out(
         median_value=_finite(stats.median_value),
         settings=settings,
         epochs_trained=None if best is None else best.epochs_run,
+        confirmed=None
+        if confirmed is None
+        else ConfirmedOut.model_validate(_finite(dataclasses.asdict(confirmed))),
     )
 
 

@@ -1,5 +1,6 @@
 """Everything that touches the database: engines, our tables, Optuna storage, queries."""
 
+from lrsearch.storage._confirm import Confirmed, ConfirmedSchedule, confirmed_leaderboard
 from lrsearch.storage._cross_study import (
     MAX_CROSS_STUDY_TOP,
     CrossStudySchedule,
@@ -139,6 +140,8 @@ __all__ = [
     "BudgetExhaustedError",
     "ClaimedTrial",
     "CommonSettings",
+    "Confirmed",
+    "ConfirmedSchedule",
     "CrossStudySchedule",
     "CrossStudyTrial",
     "Finished",
@@ -178,6 +181,7 @@ __all__ = [
     "claim_for_client",
     "claim_trial",
     "complete_trial",
+    "confirmed_leaderboard",
     "create_key",
     "create_study",
     "curves",

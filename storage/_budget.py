@@ -7,11 +7,18 @@ count and the decision.
 Budget rule: a study ends with exactly ``n_trials`` finished trials, counting
 COMPLETE + PRUNED + FAIL, except FAIL trials that a retry repeats (a trial whose
 user attr ``retry_of`` names them).
+
+Confirmation trials (user attr ``confirmation_of``, see
+:mod:`lrsearch.storage._confirm`) are not search trials: every count above is
+over search trials only, and confirmations are counted apart
+(``confirm_by_state``, ``confirm_retried``). A study with a confirmation phase
+is ``done`` only once its confirmations were enqueued and have all finished.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -26,6 +33,10 @@ _optuna_user_attrs = _optuna.trial_user_attrs
 # with a VARCHAR parameter: compare its text.
 STATE_TEXT = sa.cast(_optuna_trials.c.state, sa.String)
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+# Trial user attr of a confirmation trial: the number of the search trial it repeats.
+CONFIRMATION_OF = "confirmation_of"
+# Optuna study user attr written once the confirmation trials are all enqueued.
+CONFIRMATION_MARKER = "confirmation"
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,26 @@ class BudgetCounts:
     running: int
     finished: int
     by_state: dict[str, int] = field(default_factory=dict)
-    """Trials per Optuna state (only the states present)."""
+    """Search trials per Optuna state (only the states present)."""
+    confirm_by_state: dict[str, int] = field(default_factory=dict)
+    """Confirmation trials per Optuna state (only the states present)."""
+    confirm_retried: int = 0
+    confirm_pending: bool = False
+    """The study has a confirmation phase whose trials are not enqueued yet."""
+
+    @property
+    def confirmations(self) -> int:
+        return sum(self.confirm_by_state.values()) - self.confirm_retried
+
+    @property
+    def search_done(self) -> bool:
+        """Every search trial of the budget has finished (none running or waiting)."""
+        return self.finished - self.retried >= self.n_trials and self.running + self.waiting == 0
+
+    @property
+    def all_waiting(self) -> int:
+        """WAITING trials, search and confirmations."""
+        return self.waiting + self.confirm_by_state.get("WAITING", 0)
 
     @property
     def used(self) -> int:
@@ -51,43 +81,73 @@ class BudgetCounts:
 
     @property
     def done(self) -> bool:
-        """Every trial of the budget has finished (none running or waiting)."""
-        return self.finished - self.retried >= self.n_trials and self.running + self.waiting == 0
+        """Every search trial and every confirmation has finished (none running or waiting)."""
+        busy = sum(self.confirm_by_state.get(s, 0) for s in ("RUNNING", "WAITING"))
+        return self.search_done and not self.confirm_pending and busy == 0
 
 
 def budget_counts(conn: Connection, record: StudyRecord) -> BudgetCounts:
-    """Count the study's trials by state with two small aggregate queries.
+    """Count the study's trials by state with three small aggregate queries.
 
-    Both read Optuna's tables only: ``retried`` counts the distinct ``retry_of``
+    They read Optuna's tables only: ``retried`` counts the distinct ``retry_of``
     user attrs, which Optuna writes in the same transaction that creates the
-    retry. (Our summary rows may lag behind by a crash; the budget must not.)
+    retry, and so is ``confirmation_of``. (Our summary rows may lag behind by a
+    crash; the budget must not.) A confirmation's retry carries
+    ``confirmation_of`` too, so the two kinds never mix.
     """
+    conf = _optuna_user_attrs.alias("conf")
+    on_conf = sa.and_(conf.c.trial_id == _optuna_trials.c.trial_id, conf.c.key == CONFIRMATION_OF)
     rows = conn.execute(
-        sa.select(STATE_TEXT, sa.func.count())
+        sa.select(STATE_TEXT, conf.c.key, sa.func.count())
+        .select_from(_optuna_trials.outerjoin(conf, on_conf))
         .where(_optuna_trials.c.study_id == record.study_id)
-        .group_by(STATE_TEXT)
+        .group_by(STATE_TEXT, conf.c.key)
     ).all()
-    by_state = {str(s): int(n) for s, n in rows}
-    retried = conn.execute(
-        sa.select(sa.func.count(sa.distinct(_optuna_user_attrs.c.value_json)))
+    by_state: dict[str, int] = {}
+    confirm_by_state: dict[str, int] = {}
+    for state, key, n in rows:
+        target = by_state if key is None else confirm_by_state
+        target[str(state)] = target.get(str(state), 0) + int(n)
+    retry = _optuna_user_attrs.alias("retry")
+    retried_rows = conn.execute(
+        sa.select(conf.c.key, sa.func.count(sa.distinct(retry.c.value_json)))
         .select_from(
-            _optuna_user_attrs.join(
-                _optuna_trials, _optuna_trials.c.trial_id == _optuna_user_attrs.c.trial_id
+            retry.join(_optuna_trials, _optuna_trials.c.trial_id == retry.c.trial_id).outerjoin(
+                conf, on_conf
             )
         )
-        .where(
-            _optuna_trials.c.study_id == record.study_id,
-            _optuna_user_attrs.c.key == "retry_of",
-        )
-    ).scalar_one()
+        .where(_optuna_trials.c.study_id == record.study_id, retry.c.key == "retry_of")
+        .group_by(conf.c.key)
+    ).all()
+    retried = {key: int(n) for key, n in retried_rows}
+    pending = False
+    spec = record.definition.confirm
+    if spec is not None and spec.enabled:
+        marker = conn.execute(
+            sa.select(_optuna.study_user_attrs.c.key).where(
+                _optuna.study_user_attrs.c.study_id == record.study_id,
+                _optuna.study_user_attrs.c.key == CONFIRMATION_MARKER,
+            )
+        ).first()
+        pending = marker is None
     return BudgetCounts(
         n_trials=record.n_trials,
         total=sum(by_state.values()),
-        retried=int(retried),
+        retried=retried.get(None, 0),
         waiting=by_state.get("WAITING", 0),
         running=by_state.get("RUNNING", 0),
         finished=sum(by_state.get(s, 0) for s in FINISHED),
         by_state=by_state,
+        confirm_by_state=confirm_by_state,
+        confirm_retried=sum(n for key, n in retried.items() if key is not None),
+        confirm_pending=pending,
+    )
+
+
+def is_search_trial(trial_id: Any) -> Any:
+    """SQL condition: the trial with this id is no confirmation (one indexed probe per row)."""
+    return ~sa.exists().where(
+        _optuna_user_attrs.c.trial_id == trial_id, _optuna_user_attrs.c.key == CONFIRMATION_OF
     )
 
 

@@ -23,6 +23,7 @@ import optuna
 
 from lrsearch.storage._budget import budget_counts
 from lrsearch.storage._clock import db_now, now_expr
+from lrsearch.storage._confirm import enqueue_confirmations
 from lrsearch.storage._engine import Backend
 from lrsearch.storage._errors import BudgetExhaustedError
 from lrsearch.storage._lock import study_lock
@@ -53,8 +54,11 @@ def claim_trial(
 ) -> optuna.Trial | None:
     """Take the study's next trial if the study is running and has budget left.
 
-    Waiting trials (enqueued baselines, retries) come first; they were counted
-    when they were enqueued. Returns ``None`` when there is nothing to run.
+    Waiting trials (enqueued baselines, retries, confirmations) come first;
+    they were counted when they were enqueued. The first claim after the
+    search budget is spent enqueues the study's confirmation trials, if it has
+    a confirmation phase (:mod:`lrsearch.storage._confirm`). Returns ``None``
+    when there is nothing to run.
     Sets the trial's ``worker`` and ``device`` user attrs.
     """
     optuna_storage = backend.optuna_storage
@@ -63,9 +67,13 @@ def claim_trial(
         if record.state != "running":
             return None
         counts = budget_counts(conn, record)
-        if counts.waiting == 0 and counts.remaining == 0:
+        waiting = counts.all_waiting
+        if counts.confirm_pending and counts.search_done:
+            # The search is over: its confirmation phase starts (once: the marker).
+            waiting += enqueue_confirmations(backend, study, record, conn)
+        if waiting == 0 and counts.remaining == 0:
             return None
-        trial_id = _pop_or_create(study, counts.waiting)
+        trial_id = _pop_or_create(study, waiting)
         frozen = optuna_storage.get_trial(trial_id)
         now = db_now(conn)
         conn.execute(

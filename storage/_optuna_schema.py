@@ -44,3 +44,9 @@ trial_params = sa.table(
     sa.column("param_value", sa.Float),
     sa.column("distribution_json", sa.Text),
 )
+study_user_attrs = sa.table(
+    "study_user_attributes",
+    sa.column("study_id", sa.Integer),
+    sa.column("key", sa.String),
+    sa.column("value_json", sa.Text),
+)

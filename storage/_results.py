@@ -22,7 +22,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -85,6 +85,8 @@ class StudySummary:
     epochs_spent: int
     epochs_saved: int
     done: bool
+    confirmations: dict[str, int] = field(default_factory=dict)
+    """Confirmation trials per state (``counts`` holds the search trials only)."""
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,10 @@ log = logging.getLogger("lrsearch.storage._trials")
 def _enqueue_retry(study: optuna.Study, failed: FrozenTrial, attempt: int) -> None:
     # A trial killed before its parameters were sampled is retried too (with
     # none fixed): it was claimed from the budget, so its retry takes its place.
-    study.enqueue_trial(
-        dict(failed.params), user_attrs={"retry_of": failed.number, "attempt": attempt + 1}
-    )
+    attrs: dict[str, object] = {"retry_of": failed.number, "attempt": attempt + 1}
+    if "confirmation_of" in failed.user_attrs:  # a confirmation's retry is a confirmation
+        attrs["confirmation_of"] = failed.user_attrs["confirmation_of"]
+    study.enqueue_trial(dict(failed.params), user_attrs=attrs)
 
 
 def _mark_failed(optuna_storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> bool:

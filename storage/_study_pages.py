@@ -3,7 +3,7 @@
 The list shows, for each study, its trials per state, how much of its budget
 has finished, whether it is done, and its best value. Asking
 :func:`storage.study_summary` per study would cost several queries per row;
-here three aggregates (``GROUP BY study_id``) answer for the whole page,
+here four aggregates (``GROUP BY study_id``) answer for the whole page,
 whatever its length, each restricted to the page's study ids.
 """
 
@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from lrsearch.storage._budget import FINISHED, STATE_TEXT, BudgetCounts
+from lrsearch.storage._budget import (
+    CONFIRMATION_MARKER,
+    CONFIRMATION_OF,
+    FINISHED,
+    STATE_TEXT,
+    BudgetCounts,
+    is_search_trial,
+)
+from lrsearch.storage._optuna_schema import study_user_attrs
 from lrsearch.storage._results import (
     TRIAL_STATES,
     is_finite,
@@ -40,8 +48,13 @@ class StudyProgress:
     """The best finite value of a COMPLETE trial, by the study's direction."""
 
 
+def _confirms(record: StudyRecord) -> bool:
+    spec = record.definition.confirm
+    return spec is not None and spec.enabled
+
+
 def study_progress(conn: Connection, records: Sequence[StudyRecord]) -> dict[int, StudyProgress]:
-    """The progress of each study in ``records``, keyed by study id, in three queries.
+    """The progress of each study in ``records``, keyed by study id, in four queries.
 
     Args:
         conn: A connection to the storage.
@@ -54,33 +67,52 @@ def study_progress(conn: Connection, records: Sequence[StudyRecord]) -> dict[int
     if not ids:
         return {}
     by_state: dict[int, dict[str, int]] = {i: {} for i in ids}
+    confirm: dict[int, dict[str, int]] = {i: {} for i in ids}
     study_id = optuna_trials.c.study_id
-    for sid, state, n in conn.execute(
-        sa.select(study_id, STATE_TEXT, sa.func.count())
+    # Confirmation trials are counted apart, as in storage._budget.
+    conf = optuna_user_attrs.alias("conf")
+    on_conf = sa.and_(conf.c.trial_id == optuna_trials.c.trial_id, conf.c.key == CONFIRMATION_OF)
+    for sid, state, key, n in conn.execute(
+        sa.select(study_id, STATE_TEXT, conf.c.key, sa.func.count())
+        .select_from(optuna_trials.outerjoin(conf, on_conf))
         .where(study_id.in_(ids))
-        .group_by(study_id, STATE_TEXT)
+        .group_by(study_id, STATE_TEXT, conf.c.key)
     ):
-        by_state[int(sid)][str(state)] = int(n)
+        (by_state if key is None else confirm)[int(sid)][str(state)] = int(n)
     # Failures that a retry repeats do not count toward the budget (see storage._budget).
-    retried = {
-        int(sid): int(n)
-        for sid, n in conn.execute(
-            sa.select(study_id, sa.func.count(sa.distinct(optuna_user_attrs.c.value_json)))
-            .select_from(
-                optuna_user_attrs.join(
-                    optuna_trials, optuna_trials.c.trial_id == optuna_user_attrs.c.trial_id
-                )
+    retried: dict[int, int] = {}
+    confirm_retried: dict[int, int] = {}
+    retry = optuna_user_attrs.alias("retry")
+    for sid, key, n in conn.execute(
+        sa.select(study_id, conf.c.key, sa.func.count(sa.distinct(retry.c.value_json)))
+        .select_from(
+            retry.join(optuna_trials, optuna_trials.c.trial_id == retry.c.trial_id).outerjoin(
+                conf, on_conf
             )
-            .where(study_id.in_(ids), optuna_user_attrs.c.key == "retry_of")
-            .group_by(study_id)
         )
-    }
+        .where(study_id.in_(ids), retry.c.key == "retry_of")
+        .group_by(study_id, conf.c.key)
+    ):
+        (retried if key is None else confirm_retried)[int(sid)] = int(n)
+    marked = set(
+        conn.execute(
+            sa.select(study_user_attrs.c.study_id).where(
+                study_user_attrs.c.study_id.in_(ids),
+                study_user_attrs.c.key == CONFIRMATION_MARKER,
+            )
+        ).scalars()
+    )
     tr = trial_results.c
     extremes = {
         int(sid): (hi, lo)
         for sid, hi, lo in conn.execute(
             sa.select(tr.study_id, sa.func.max(tr.value), sa.func.min(tr.value))
-            .where(tr.study_id.in_(ids), tr.state == "COMPLETE", is_finite(tr.value))
+            .where(
+                tr.study_id.in_(ids),
+                tr.state == "COMPLETE",
+                is_finite(tr.value),
+                is_search_trial(tr.trial_id),
+            )
             .group_by(tr.study_id)
         )
     }
@@ -95,6 +127,9 @@ def study_progress(conn: Connection, records: Sequence[StudyRecord]) -> dict[int
             running=states.get("RUNNING", 0),
             finished=sum(states.get(s, 0) for s in FINISHED),
             by_state=states,
+            confirm_by_state=confirm[record.study_id],
+            confirm_retried=confirm_retried.get(record.study_id, 0),
+            confirm_pending=_confirms(record) and record.study_id not in marked,
         )
         hi, lo = extremes.get(record.study_id, (None, None))
         best = hi if record.direction == "maximize" else lo

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from lrsearch.storage._budget import budget_counts, is_search_trial
 from lrsearch.storage._results import (
     ROW_COLUMNS,
     TRIAL_STATES,
@@ -30,14 +31,16 @@ from lrsearch.storage._results import (
 )
 from lrsearch.storage._studies import StudyRecord
 from lrsearch.storage._tables import studies, trial_results, trial_runs
-from lrsearch.storage._trials import budget_counts
 
 
 def _complete_with_value(record: StudyRecord) -> Any:
+    # Search trials only: a confirmation is a re-run of a winner, not a candidate
+    # (see lrsearch.storage._confirm for how the leaderboard uses them).
     return sa.and_(
         trial_results.c.study_id == record.study_id,
         trial_results.c.state == "COMPLETE",
         is_finite(trial_results.c.value),
+        is_search_trial(trial_results.c.trial_id),
     )
 
 
@@ -148,6 +151,7 @@ def study_summary(conn: Connection, record: StudyRecord) -> StudySummary:
         epochs_spent=int(spent) + int(running_epochs),
         epochs_saved=max(0, int(saved)),
         done=budget.done,
+        confirmations={**dict.fromkeys(TRIAL_STATES, 0), **budget.confirm_by_state},
     )
 
 
@@ -201,6 +205,7 @@ def _medians(conn: Connection, record: StudyRecord) -> dict[str, float]:
         tr.study_id == record.study_id,
         tr.state.in_(("COMPLETE", "PRUNED")),
         is_finite(tr.value),
+        is_search_trial(tr.trial_id),
     )
     if conn.dialect.name == "postgresql":
         median = sa.func.percentile_cont(0.5).within_group(tr.value)
@@ -261,7 +266,7 @@ def best_per_schedule(conn: Connection, record: StudyRecord) -> list[ScheduleSta
             count_if(tr.state == "PRUNED"),
             count_if(sa.and_(tr.state == "FAIL", tr.retried.is_(False))),
         )
-        .where(tr.study_id == record.study_id)
+        .where(tr.study_id == record.study_id, is_search_trial(tr.trial_id))
         .group_by(tr.schedule)
     ).all()
     counts = {str(s): (int(c), int(p), int(f)) for s, c, p, f in count_rows if s is not None}

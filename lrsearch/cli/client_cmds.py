@@ -211,6 +211,9 @@ def schedules_table(study: dict[str, Any], schedules: list[dict[str, Any]]) -> s
         f"{'schedule':<12} {'best':>8} {'lr':>9} {'batch':>5} {'dropout':>7} {'init':<16} "
         f"{'warm-up':>7} {'epochs':>6} {'trial':>5}  completed/pruned"
     )
+    confirmed = any(s.get("confirmed") for s in schedules)
+    if confirmed:
+        header += "  confirmed mean±std (n)"
     objective = f"{study['metric']}, {study['direction']}"
     lines = [f"Best trial per schedule type in {study['name']} ({objective})", header]
     lines.append("-" * len(header))
@@ -227,8 +230,22 @@ def schedules_table(study: dict[str, Any], schedules: list[dict[str, Any]]) -> s
             f"{s['schedule']:<12} {b['value']:>8.4f} {b['learning_rate']:>9.2e} "
             f"{b['batch_size']:>5} {b['dropout']:>7.3f} {b['weight_init']:<16} "
             f"{b['warmup_epochs'] or 0:>7} {b['epochs_run']:>6} {b['number']:>5}  {counts}"
+            + _confirmed_cell(s.get("confirmed"))
+        )
+    if confirmed:
+        lines.append(
+            "confirmed: the winner re-trained with other seeds; ranked by that mean. "
+            "~NAME: within noise of NAME (|m1-m2| < 2*sqrt(s1^2/n1 + s2^2/n2))."
         )
     return "\n".join(lines)
+
+
+def _confirmed_cell(c: dict[str, Any] | None) -> str:
+    if not c:
+        return ""
+    std = "-" if c["std"] is None else f"{c['std']:.4f}"
+    noise = "".join(f" ~{other}" for other in c["within_noise"])
+    return f"  {c['mean']:.4f}±{std} ({c['n']}){noise}"
 
 
 class BestAs(enum.StrEnum):

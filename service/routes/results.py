@@ -33,10 +33,14 @@ def get_best(record: ReadableStudy, backend: BackendDep) -> BestOut:
 
 @router.get("/schedules", responses=problems(401, 403, 404), summary="Best trial per schedule")
 def get_schedules(record: ReadableStudy, backend: BackendDep) -> SchedulesOut:
-    """For each schedule type: its best trial, completed/pruned/failed counts, median value."""
+    """For each schedule type: its best trial, completed/pruned/failed counts, median value.
+
+    Once the study's confirmation phase has run, each type also has its confirmed
+    mean (with spread and n), and the types are ranked by it.
+    """
     with backend.engine.connect() as conn:
-        stats = storage.best_per_schedule(conn, record)
-    items = [schedule_stats_out(s, record.definition) for s in stats]
+        board = storage.confirmed_leaderboard(conn, record)
+    items = [schedule_stats_out(e.stats, record.definition, e.confirmed) for e in board]
     return SchedulesOut(study=record.name, items=items)
 
 

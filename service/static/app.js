@@ -463,10 +463,20 @@
         cell("n_pruned", s.n_pruned, "num", s.n_pruned),
         cell("n_failed", s.n_failed, "num", s.n_failed),
         cell("median_value", s.median_value, "num", num(s.median_value)),
+        cell("confirmed", s.confirmed ?? null, "num", confirmedContent(s.confirmed)),
         cell("pytorch", null, undefined, b.number === undefined ? "—" : copyButton(name, b.number)),
       );
     });
     $("leaderboard").tBodies[0].replaceChildren(...rows);
+  }
+
+  // The winner re-trained with other seeds: mean ± std (n), and the types within noise of it.
+  function confirmedContent(c) {
+    if (!c) return "—";
+    const text = `${num(c.mean)} ± ${c.std === null ? "—" : num(c.std)} (${c.n})`;
+    if (!c.within_noise.length) return text;
+    return el("span", { title: "means within 2 standard errors: not a clear ranking" },
+      text, el("span", { className: "muted" }, ` ≈ ${c.within_noise.join(", ")}`));
   }
 
   // A winner's schedule as PyTorch takes it: the scheduler call (what `lrsearch best` prints),
