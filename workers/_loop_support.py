@@ -83,6 +83,8 @@ class TrialOutcome:
     epochs_run: int
     seconds: float
     error: str | None = None
+    # The search trial this one re-trains with another seed (confirmation phase).
+    confirmation_of: int | None = None
 
 
 @dataclass

@@ -438,6 +438,7 @@ class Worker:
             epochs_run=epochs,
             seconds=time.monotonic() - started,
             error=error,
+            confirmation_of=finished.user_attrs.get("confirmation_of"),
         )
 
     def _hand_back(

@@ -20,7 +20,8 @@ def with_pytorch_column(table: str, schedules: list[dict[str, Any]]) -> str:
     if not any(s.get("settings") for s in schedules):
         return table
     lines = table.splitlines()
-    head, rows = lines[:3], lines[3:]
+    # Header, rule, one row per schedule, then any footnote lines (confirmation).
+    head, rows, notes = lines[:3], lines[3 : 3 + len(schedules)], lines[3 + len(schedules) :]
     if len(rows) != len(schedules):
         return table  # not the layout this column is made for: leave it as it is
     head[1] += "  PyTorch (learning rates absolute)"
@@ -29,7 +30,7 @@ def with_pytorch_column(table: str, schedules: list[dict[str, Any]]) -> str:
         f"{row}  {_schedule_text(s.get('settings'))}" if s.get("best") else row
         for row, s in zip(rows, schedules, strict=True)
     ]
-    return "\n".join(head + rows)
+    return "\n".join(head + rows + notes)
 
 
 def cross_study_table(body: dict[str, Any]) -> str:

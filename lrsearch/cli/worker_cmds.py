@@ -291,12 +291,17 @@ def demo(
     )
     from lrsearch.workers.loop import WorkerOptions, run_worker
 
-    finished = 0
+    finished = confirmed = 0
 
     def progress(outcome: Any) -> None:
-        nonlocal finished
-        finished += 1
-        _print_outcome(outcome, budget=trials, done=finished)
+        nonlocal finished, confirmed
+        if outcome.confirmation_of is None:
+            finished += 1
+            _print_outcome(outcome, budget=trials, done=finished)
+        else:
+            confirmed += 1
+            typer.echo(f"[confirm {confirmed:>2}] re-trains #{outcome.confirmation_of} ", nl=False)
+            _print_outcome(outcome)
 
     started = time.monotonic()
     run_worker(
@@ -304,7 +309,8 @@ def demo(
         on_trial=progress,
     )
     elapsed = time.monotonic() - started
-    typer.echo(f"\nfinished {finished} trials in {elapsed:.0f} s\n")
+    done = f"{finished} trials" + (f" and {confirmed} confirmations" if confirmed else "")
+    typer.echo(f"\nfinished {done} in {elapsed:.0f} s\n")
     typer.echo(best_schedules_table(backend, storage.get_study(backend, name)))
     backend.dispose()
     if serve:
@@ -322,15 +328,21 @@ def best_schedules_table(backend: Any, record: Any) -> str:
     from lrsearch.cli.best_across import with_pytorch_column
     from lrsearch.cli.client_cmds import schedules_table
     from lrsearch.search_space import trial_settings
-    from lrsearch.storage import best_per_schedule
+    from lrsearch.storage import confirmed_leaderboard
 
     def settings(best: Any) -> dict[str, Any] | None:
         found = None if best is None else trial_settings(record.definition, best.params)
         return None if found is None else asdict(found)  # the API's `settings` shape
 
+    # The API's shapes, so that the table is the one `lrsearch best` prints.
     with backend.engine.connect() as conn:
         stats = [
-            asdict(s) | {"settings": settings(s.best)} for s in best_per_schedule(conn, record)
+            asdict(e.stats)
+            | {
+                "settings": settings(e.stats.best),
+                "confirmed": None if e.confirmed is None else asdict(e.confirmed),
+            }
+            for e in confirmed_leaderboard(conn, record)
         ]
     study = {
         "name": record.name,
