@@ -10,8 +10,9 @@ Checks, each reported PASS/FAIL with numbers, then a summary:
 2. ``bf16``: the same trial with bfloat16 autocast: completes, accuracy within
    0.05 of fp32 (skipped if the GPU has no bf16).
 3. ``oom``: a worker runs a study whose first trial allocates GPU memory until
-   CUDA runs out: that trial ends FAIL with error ``oom: ...``, the reserved
-   memory goes back down, and the same worker completes the next trial.
+   CUDA runs out: that trial ends PRUNED with error ``oom: ...`` and user attr
+   ``infeasible`` naming the card and its memory, the reserved memory goes
+   back down, and the same worker completes the next trial.
 4. ``gpus-all``: ``lrsearch worker --gpus all`` on a small study: exits 0, one
    worker process per GPU (``[gpuN]`` prefixes), trials record ``cuda:N``.
 5. ``throughput``: digits-mlp trials per minute through a worker, GPU vs CPU.
@@ -182,15 +183,18 @@ def check_oom(backend: storage.Backend, plugin_dir: Path) -> tuple[bool, str]:
     trials = _trials(backend, record)
     states = [t.state.name for t in trials]
     error = str(trials[0].user_attrs.get("error", ""))
+    infeasible = trials[0].user_attrs.get("infeasible") or {}
     gib = 2**30
     ok = (
-        states == ["FAIL", "COMPLETE"]
+        states == ["PRUNED", "COMPLETE"]
         and error.startswith("oom")
+        and infeasible.get("device") == torch.cuda.get_device_name(0)
+        and infeasible.get("memory_gb", 0) > 0
         and stats.trials == 2
         and reserved_after <= reserved_before + gib
     )
     return ok, (
-        f"states {states}; error {error[:80]!r}; reserved memory "
+        f"states {states}; error {error[:80]!r}; infeasible {infeasible}; reserved memory "
         f"{reserved_before / gib:.2f} GiB before, {reserved_after / gib:.2f} GiB after"
     )
 

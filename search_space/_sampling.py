@@ -72,7 +72,12 @@ def sample_config(trial: optuna.Trial, definition: StudyDefinition) -> TrialConf
 
 
 def make_sampler(definition: StudyDefinition) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler a definition asks for."""
+    """The Optuna sampler a definition asks for.
+
+    No ``constraints_func``: Optuna 5 deprecates it (a FutureWarning) in
+    favour of ``Trial.set_constraint``, which the worker calls on trials that
+    ran out of GPU memory (TPE only; see ``workers._loop_support``).
+    """
     seed = definition.sampler.seed
     kind = definition.sampler.type
     # Several samplers are flagged experimental by Optuna; that is a property of

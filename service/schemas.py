@@ -14,6 +14,7 @@ from lrsearch.storage import (
     ApiKey,
     Confirmed,
     CrossStudySchedule,
+    InfeasibleBatch,
     ScheduleStats,
     StudyProgress,
     StudyRecord,
@@ -124,6 +125,13 @@ class StudyPage(_Out):
     next_cursor: str | None
 
 
+class InfeasibleOut(_Out):
+    batch_size: int | None
+    device: str = Field(description="CUDA device name, or the worker's device label.")
+    memory_gb: float | None = Field(description="The device's total memory (GiB); null off CUDA.")
+    trials: int = Field(description="Trials that ran out of memory with this batch size here.")
+
+
 class StudyOut(_Out):
     name: str
     task: str
@@ -150,6 +158,11 @@ class StudyOut(_Out):
         default=None,
         description="An `auto` study's LR range test: `{low, high, steepest, diverged, "
         "batches, lrs, losses, settings}` (non-finite losses as null); null otherwise.",
+    )
+    infeasible: list[InfeasibleOut] = Field(
+        default_factory=list,
+        description="Batch sizes that ran out of GPU memory, per device (those trials are "
+        "PRUNED with an `oom` error).",
     )
 
 
@@ -326,9 +339,13 @@ def study_brief(record: StudyRecord, progress: StudyProgress) -> StudyBrief:
 
 
 def study_out(
-    record: StudyRecord, summary: StudySummary, lr_range: dict[str, Any] | None = None
+    record: StudyRecord,
+    summary: StudySummary,
+    lr_range: dict[str, Any] | None = None,
+    infeasible: list[InfeasibleBatch] | None = None,
 ) -> StudyOut:
-    """The full view of a study: its definition, where it stands and its LR range test."""
+    """The full view of a study: its definition, where it stands, its LR range test
+    and the batch sizes that ran out of memory."""
     return StudyOut(
         name=record.name,
         task=record.task,
@@ -349,6 +366,7 @@ def study_out(
         epochs_saved=summary.epochs_saved,
         definition=record.definition,
         lr_range=None if lr_range is None else _finite(lr_range),
+        infeasible=[InfeasibleOut(**dataclasses.asdict(b)) for b in infeasible or []],
     )
 
 

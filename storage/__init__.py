@@ -39,6 +39,7 @@ from lrsearch.storage._errors import (
     StudyNotFoundError,
     UnsupportedStorageError,
 )
+from lrsearch.storage._infeasible import InfeasibleBatch, infeasible_batches
 from lrsearch.storage._keys import (
     SCOPES,
     ApiKey,
@@ -145,6 +146,7 @@ __all__ = [
     "CrossStudySchedule",
     "CrossStudyTrial",
     "Finished",
+    "InfeasibleBatch",
     "InvalidCursorError",
     "InvalidInputError",
     "InvalidStateError",
@@ -195,6 +197,7 @@ __all__ = [
     "grace_s_from_env",
     "heartbeat",
     "importance_sample",
+    "infeasible_batches",
     "is_sqlite",
     "list_keys",
     "list_studies",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -273,3 +274,46 @@ def last_value(attrs: dict[str, Any], metric: str) -> float | None:
 def short_error(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:limit]
+
+
+# The constraint key an out-of-memory trial carries (> 0: infeasible).
+OOM_CONSTRAINT = "oom"
+
+
+def infeasible_record(batch_size: Any, device: torch.device, label: str) -> dict[str, Any]:
+    """What ran out of memory where: the trial's ``infeasible`` user attr.
+
+    On CUDA the device's name and total memory (in GiB) identify the card, so
+    that the same batch size on a bigger card is not ruled out; elsewhere the
+    worker's device label stands in and ``memory_gb`` is ``None``.
+    """
+    if device.type == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(device)
+        return {
+            "batch_size": batch_size,
+            "device": props.name,
+            "memory_gb": round(props.total_memory / 2**30, 1),
+        }
+    return {"batch_size": batch_size, "device": label, "memory_gb": None}
+
+
+def set_oom_constraint(
+    backend: storage.Backend, study: optuna.Study, trial: optuna.Trial, value: float
+) -> None:
+    """Record the trial's out-of-memory constraint where the sampler reads it.
+
+    Optuna 5 samplers read constraints from the trial itself
+    (``Trial.set_constraint``); ``constraints_func`` is deprecated. Only set
+    for samplers that use them: CMA-ES warns on every constrained trial.
+    Idempotent, as :func:`patiently` may call it again after an
+    unacknowledged commit. A trial ended meanwhile (stale) is left alone:
+    ``finish_trial`` then reports it as ended elsewhere.
+    """
+    # TPE (and NSGA-II) learn from infeasible PRUNED trials; GP reads only
+    # COMPLETE ones and the other samplers none.
+    if not isinstance(study.sampler, (optuna.samplers.TPESampler, optuna.samplers.NSGAIISampler)):
+        return
+    if OOM_CONSTRAINT in backend.optuna_storage.get_trial(trial._trial_id).constraints:
+        return
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        trial.set_constraint(OOM_CONSTRAINT, value)

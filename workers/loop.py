@@ -18,8 +18,10 @@ Faults, and what the worker does about them:
   retry, exit 0. If that takes longer than ``stop_timeout_s`` (an epoch longer
   than that, a hung call), a watchdog gives the trial back itself and exits 0.
   A second signal exits at once (the trial then goes stale and is retried).
-- CUDA out of memory: the trial ends FAIL with reason ``oom``, cached GPU memory
-  is released, the worker goes on.
+- CUDA out of memory: the trial ends PRUNED (not retried) with reason ``oom``
+  and user attr ``infeasible`` (batch size, device, memory); under TPE it also
+  carries constraint ``oom`` = 1 so the sampler treats it as infeasible (other
+  trials get 0). Cached GPU memory is released, the worker goes on.
 - This worker dies: its trial's heartbeat stops and any other worker (or the
   service) fails it as stale after ``grace_s`` and retries it.
 - One study keeps raising, or one trial's result cannot be recorded: see
@@ -57,9 +59,11 @@ from lrsearch.workers._loop_support import (
     device_label,
     fail_unrecorded,
     hand_back,
+    infeasible_record,
     is_cuda_oom,
     last_value,
     patiently,
+    set_oom_constraint,
     short_error,
 )
 from lrsearch.workers._signals import install_stop_signals
@@ -387,7 +391,13 @@ class Worker:
             return None
         except Exception as exc:
             if is_cuda_oom(exc):
-                error, oom = f"oom: {short_error(exc)}", True
+                # PRUNED, not FAIL: Optuna keeps constraints only on COMPLETE
+                # or PRUNED trials and TPE ignores FAIL ones, so only thus do
+                # samplers learn that this batch size does not fit.
+                error, oom, state = f"oom: {short_error(exc)}", True, TrialState.PRUNED
+                attrs["infeasible"] = infeasible_record(
+                    trial.params.get("batch_size"), self.device, self.device_label
+                )
                 log.warning("trial %d: CUDA out of memory on %s", trial.number, self._where())
             else:
                 log.exception("trial %d of %s failed", trial.number, record.name)
@@ -399,6 +409,16 @@ class Worker:
             torch.cuda.empty_cache()
         if error is not None:
             attrs["error"] = error
+        if state != TrialState.FAIL:
+            try:
+                self._patiently(
+                    lambda: set_oom_constraint(backend, study, trial, 1.0 if oom else 0.0),
+                    f"constrain trial {trial.number}",
+                    until_stop=False,
+                )
+            except Exception as exc:
+                # A missing constraint only costs the sampler a hint: go on.
+                log.warning("trial %d: constraint not recorded: %s", trial.number, exc)
         try:
             finished = self._patiently(
                 lambda: storage.finish_trial(

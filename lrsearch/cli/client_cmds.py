@@ -203,6 +203,17 @@ def status(
         return
     study = _request("GET", f"/studies/{segment(name)}")
     typer.echo(json.dumps(study, indent=2, sort_keys=True) if as_json else progress_line(study))
+    if not as_json and study.get("infeasible"):
+        typer.echo(infeasible_line(study["infeasible"]))
+
+
+def infeasible_line(infeasible: list[dict[str, Any]]) -> str:
+    """``out of memory: batch 256 on NVIDIA A10 (22.0 GiB) x3; ...`` for ``status``."""
+    parts = []
+    for b in infeasible:
+        memory = "" if b["memory_gb"] is None else f" ({b['memory_gb']} GiB)"
+        parts.append(f"batch {b['batch_size']} on {b['device']}{memory} x{b['trials']}")
+    return "out of memory: " + "; ".join(parts)
 
 
 def schedules_table(study: dict[str, Any], schedules: list[dict[str, Any]]) -> str:

@@ -46,7 +46,8 @@ def _decode_cursor(cursor: str) -> int:
 def _out(backend: storage.Backend, record: storage.StudyRecord) -> StudyOut:
     with backend.engine.connect() as conn:
         summary = storage.study_summary(conn, record)
-    return study_out(record, summary, storage.stored_lr_range(backend, record.study_id))
+        infeasible = storage.infeasible_batches(conn, record.study_id)
+    return study_out(record, summary, storage.stored_lr_range(backend, record.study_id), infeasible)
 
 
 @router.post(

@@ -293,7 +293,7 @@ def _enqueue(pg: storage.Backend, record: storage.StudyRecord, batch_sizes: list
 
 
 @pytest.mark.postgres
-def test_cuda_oom_raised_by_a_plugin_task_fails_the_trial_and_the_worker_goes_on_without_gpu(
+def test_cuda_oom_raised_by_a_plugin_task_prunes_the_trial_and_the_worker_goes_on_without_gpu(
     pg_url: str, pg: storage.Backend, make_study, procs: Procs, plugin_path: str
 ) -> None:
     record = make_study(n_trials=4, task="test-oom", batch_size=(32, 256))
@@ -304,9 +304,11 @@ def test_cuda_oom_raised_by_a_plugin_task_fails_the_trial_and_the_worker_goes_on
 
     trials = assert_exact_budget(pg, record)
     assert [t.params["batch_size"] for t in trials] == OOM_PLAN
-    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE] * 2
+    # PRUNED, not FAIL: an OOM marks the batch size infeasible (issue 11, item 7).
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.COMPLETE] * 2
     for t in trials[::2]:
         assert str(t.user_attrs["error"]).startswith("oom: CUDA out of memory")
+        assert t.user_attrs["infeasible"] == {"batch_size": 256, "device": "cpu", "memory_gb": None}
         assert "retry_of" not in t.user_attrs  # an OOM is the configuration's, not retried
     assert "CUDA out of memory on cpu" in proc.err
     assert "worker done: 4 trials" in proc.err
@@ -333,7 +335,7 @@ def test_oom_in_process_empties_the_cuda_cache_mocked_empty_cache_without_gpu(
         )
     )
     stats = worker.run()
-    assert stats.by_state == {"FAIL": 1, "COMPLETE": 1}
+    assert stats.by_state == {"PRUNED": 1, "COMPLETE": 1}
     assert calls == [True]
     assert_exact_budget(pg, record)
     # The in-process worker closed every session it opened.
