@@ -8,7 +8,16 @@ split (``data_seed`` 0) and per-trial training seed:
 - ``optuna``: plain Optuna written directly (``optuna.create_study`` with its
   defaults: TPE seeded, median pruner, in memory) around the same objective;
 - ``lrsearch``: lrsearch's worker loop with the definition's defaults (only
-  the sampler seed set).
+  the sampler seed set);
+- ``lrsearch-plain-pruner``: the same with ``pruner: {schedule_aware: false}``
+  (the default pruner judging warm-up and cyclic trials like any other);
+- ``warm`` / ``cold``: per seed, a first study (lrsearch's defaults, sampler
+  seed s), then a second one with sampler seed s + 1000, with (``warm``:
+  ``warm_start: {from: [first], top_k: 1}``) or without (``cold``) a warm
+  start; reported: epochs each needs to reach the first study's best.
+
+No method runs a confirmation phase (``confirm: {top_k: 0}``): plain Optuna
+cannot, and re-training winners would only add to lrsearch's epochs.
 
 Reported: the target (random's median full-budget best) and the epochs each
 run needed to reach it (random also as its average over trial orders), the
@@ -22,6 +31,8 @@ Usage (commands of the measured runs in docs/benchmarks.md)::
 
     .venv/bin/python bench/search.py --task spirals-mlp --seeds 10 --trials 60 --epochs 20
     .venv/bin/python bench/search.py --smoke           # 2 seeds x 8 trials x 3 epochs, tiny data
+    .venv/bin/python bench/search.py --task digits-mlp --methods lrsearch,lrsearch-plain-pruner
+    .venv/bin/python bench/search.py --methods warm,cold --seeds 3 --trials 30 --epochs 15
 """
 
 from __future__ import annotations
@@ -46,9 +57,19 @@ from lrsearch.workers.tasks import get_task
 from lrsearch.workers.training import train_seed, train_trial
 
 # A sibling script module: bench/ is on sys.path when this file runs as a script.
-from search_report import Run, Trial, plot, report, summarise  # isort: skip
+from search_report import (  # isort: skip
+    Run,
+    Trial,
+    plot,
+    report,
+    summarise,
+    warm_start_summary,
+)
 
-METHODS = ("random", "optuna", "lrsearch")
+DEFAULT_METHODS = ("random", "optuna", "lrsearch")
+METHODS = (*DEFAULT_METHODS, "lrsearch-plain-pruner", "warm", "cold")
+# Offset of the second study's sampler seed in the warm-start comparison.
+SECOND_SEED = 1000
 SMOKE_TASK_OPTIONS = {"n_train": 256, "n_val": 128}
 
 
@@ -59,18 +80,25 @@ def _raw_definition(args: argparse.Namespace, name: str) -> dict[str, Any]:
         "task_options": args.task_options,
         "budget": {"n_trials": args.trials, "max_epochs": args.epochs},
         "data_seed": 0,
+        # Search only: no method here re-trains winners (plain Optuna cannot), so
+        # the confirmation phase would only add epochs to lrsearch's count.
+        "confirm": {"top_k": 0, "seeds": 0},
     }
 
 
-def _run_lrsearch(args: argparse.Namespace, method: str, seed: int, workdir: Path) -> list[Trial]:
-    """One study on a fresh SQLite file, run by one in-process worker."""
-    name = f"{method}-{seed}"
-    url = f"sqlite:///{workdir / name}.db"
+def _study_raw(args: argparse.Namespace, method: str, seed: int, name: str) -> dict[str, Any]:
     raw = _raw_definition(args, name)
     if method == "random":
-        raw |= {"sampler": {"type": "random", "seed": seed}, "pruner": {"type": "none"}}
-    else:
-        raw |= {"sampler": {"type": "tpe", "seed": seed}}  # every other field: the defaults
+        return raw | {"sampler": {"type": "random", "seed": seed}, "pruner": {"type": "none"}}
+    raw |= {"sampler": {"type": "tpe", "seed": seed}}  # every other field: the defaults
+    if method == "lrsearch-plain-pruner":
+        raw["pruner"] = {"schedule_aware": False}  # the default pruner, not schedule-aware
+    return raw
+
+
+def _run_study(args: argparse.Namespace, url: str, raw: dict[str, Any]) -> list[Trial]:
+    """Create one study in ``url`` and run it with one in-process worker."""
+    name = str(raw["name"])
     backend = storage.open_backend(url)
     try:
         storage.create_study(backend, parse_definition(raw))
@@ -102,6 +130,31 @@ def _run_lrsearch(args: argparse.Namespace, method: str, seed: int, workdir: Pat
         )
         for t in sorted(frozen, key=lambda t: t.number)
     ]
+
+
+def _run_lrsearch(args: argparse.Namespace, method: str, seed: int, workdir: Path) -> list[Trial]:
+    """One study on a fresh SQLite file, run by one in-process worker."""
+    name = f"{method}-{seed}"
+    return _run_study(args, f"sqlite:///{workdir / name}.db", _study_raw(args, method, seed, name))
+
+
+def _run_second_study(
+    args: argparse.Namespace, method: str, seed: int, workdir: Path, firsts: dict[int, list[Trial]]
+) -> list[Trial]:
+    """``warm``/``cold``: a second study after a first one (lrsearch defaults, sampler ``seed``).
+
+    Both second studies use sampler seed ``seed + SECOND_SEED``; ``warm`` also
+    has ``warm_start: {from: [first], top_k: 1}``. The first study runs once
+    per seed (shared by both) in the same SQLite file as the warm one.
+    """
+    url = f"sqlite:///{workdir / f'second-{seed}'}.db"
+    first = f"first-{seed}"
+    if seed not in firsts:
+        firsts[seed] = _run_study(args, url, _study_raw(args, "lrsearch", seed, first))
+    raw = _study_raw(args, "lrsearch", seed + SECOND_SEED, f"{method}-{seed}")
+    if method == "warm":
+        raw["warm_start"] = {"from": [first], "top_k": 1}
+    return _run_study(args, url, raw)
 
 
 def _run_plain_optuna(args: argparse.Namespace, seed: int) -> list[Trial]:
@@ -164,7 +217,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"of {METHODS}")
     parser.add_argument("--k", type=int, default=3, help="completed trials a type needs")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -192,12 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     maximize = parse_definition(_raw_definition(args, "probe")).direction == "maximize"
     runs: list[Run] = []
+    firsts: dict[int, list[Trial]] = {}  # the warm-start comparison's first studies, by seed
     with tempfile.TemporaryDirectory(prefix="lrsearch-bench-") as tmp:
         for seed in args.seed_list:
             for method in args.methods:
                 started = time.perf_counter()
                 if method == "optuna":
                     trials = _run_plain_optuna(args, seed)
+                elif method in ("warm", "cold"):
+                    trials = _run_second_study(args, method, seed, Path(tmp), firsts)
                 else:
                     trials = _run_lrsearch(args, method, seed, Path(tmp))
                 runs.append(Run(method, seed, time.perf_counter() - started, trials))
@@ -208,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     summary = summarise(runs, args, maximize)
+    if firsts:
+        summary["warm_start"] = warm_start_summary(runs, firsts, maximize)
     text = report(summary, args)
     print(text)
     print(plot(runs, args, maximize, args.out / "best_so_far.png"))
@@ -215,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)},
         "summary": summary,
         "runs": [asdict(r) for r in runs],
+        "first_studies": {str(k): [asdict(t) for t in v] for k, v in firsts.items()},
     }
     (args.out / "search.json").write_text(json.dumps(payload, indent=1))
     return 0

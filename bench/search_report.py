@@ -111,7 +111,10 @@ def summarise(runs: list[Run], args: argparse.Namespace, maximize: bool) -> dict
     by_method = {m: [r for r in runs if r.method == m] for m in args.methods}
     full = args.trials * args.epochs
     summary: dict[str, Any] = {"full_budget_epochs": full, "methods": {}}
-    random_bests = [best_at(r.trials, full, maximize) for r in by_method.get("random", [])]
+    # Random's median full-budget best; without random runs, the median over all runs.
+    target_runs = by_method.get("random") or runs
+    summary["target_from"] = "random's" if by_method.get("random") else "all runs'"
+    random_bests = [best_at(r.trials, full, maximize) for r in target_runs]
     finite = [b for b in random_bests if b is not None]
     target = statistics.median(finite) if finite else None
     summary["target"] = target
@@ -156,9 +159,50 @@ def summarise(runs: list[Run], args: argparse.Namespace, maximize: bool) -> dict
                     per_type.setdefault(s, []).append(max(done) if maximize else min(done))
         row["best_per_schedule"] = {s: _spread(v) for s, v in per_type.items()}
         row["final_by_lr_decade"] = _by_lr_decade(mruns)
+        row["states_per_schedule"] = states_per_schedule(mruns)
         row["seconds"] = [r.seconds for r in mruns]
         summary["methods"][method] = row
     return summary
+
+
+def states_per_schedule(runs: list[Run]) -> dict[str, dict[str, int]]:
+    """Trials per schedule type and final state, summed over the runs."""
+    out: dict[str, dict[str, int]] = {}
+    for r in runs:
+        for t in r.trials:
+            row = out.setdefault(t.schedule, {"trials": 0, "COMPLETE": 0, "PRUNED": 0, "FAIL": 0})
+            row["trials"] += 1
+            row[t.state] = row.get(t.state, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def warm_start_summary(
+    runs: list[Run], firsts: dict[int, list[Trial]], maximize: bool
+) -> dict[str, Any]:
+    """Epochs the ``warm`` and ``cold`` second studies need to reach their first study's best.
+
+    Two targets per seed: the first study's best, and 99% of it (for maximised
+    metrics; 101% when minimising), since re-training the first study's winner
+    with another training seed need not reproduce its exact value.
+    """
+    out: dict[str, Any] = {"first_best": {}, "methods": {}}
+    for seed, trials in sorted(firsts.items()):
+        out["first_best"][str(seed)] = best_at(trials, math.inf, maximize)
+    for method in ("warm", "cold"):
+        row: dict[str, list[Any]] = {"seed": [], "to_best": [], "to_99pct": [], "best": []}
+        for r in (r for r in runs if r.method == method):
+            first_best = out["first_best"].get(str(r.seed))
+            row["seed"].append(r.seed)
+            row["best"].append(best_at(r.trials, math.inf, maximize))
+            if first_best is None:
+                row["to_best"].append(None)
+                row["to_99pct"].append(None)
+                continue
+            near = first_best * (0.99 if maximize else 1.01)
+            row["to_best"].append(epochs_to_target(r.trials, first_best, maximize))
+            row["to_99pct"].append(epochs_to_target(r.trials, near, maximize))
+        out["methods"][method] = row
+    return out
 
 
 # -- report ----------------------------------------------------------------------------
@@ -180,10 +224,12 @@ def _median_range(values: list[float | None], digits: int = 4) -> str:
 
 
 def report(summary: dict[str, Any], args: argparse.Namespace) -> str:
+    target_from = summary.get("target_from", "random's")
     lines = [
         f"task {args.task} {args.task_options or ''}, {len(args.seed_list)} seeds x "
         f"{args.trials} trials x {args.epochs} epochs; full budget {summary['full_budget_epochs']}"
-        f" epochs; target (random's median full-budget best) {_fmt(summary['target'])}",
+        f" epochs; target ({target_from} median full-budget best)"
+        f" {_fmt(summary['target'])}",
         "",
         "| method | epochs to target, median (range) | epochs spent | "
         + " | ".join(f"best at {float(f):.0%} of budget" for f in summary_fractions(summary))
@@ -217,7 +263,41 @@ def report(summary: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append("final values by learning-rate decade (n, median, max):")
         for decade, s in row["final_by_lr_decade"].items():
             lines.append(f"  {decade:12s} {s['n']:3.0f} {s['median']:.4f} {s['max']:.4f}")
+    lines += _states_lines(summary)
+    if "warm_start" in summary:
+        lines += _warm_start_lines(summary["warm_start"])
     return "\n".join(lines)
+
+
+def _states_lines(summary: dict[str, Any]) -> list[str]:
+    lines = ["", "trials per schedule type, summed over seeds: complete / pruned / fail of all"]
+    for method, row in summary["methods"].items():
+        cells = [
+            f"{s} {c['COMPLETE']}/{c['PRUNED']}/{c['FAIL']} of {c['trials']}"
+            for s, c in row.get("states_per_schedule", {}).items()
+        ]
+        lines.append(f"  {method}: " + "; ".join(cells))
+    return lines
+
+
+def _warm_start_lines(ws: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "warm start: epochs a second study needs to reach its first study's best (or 99% of it)",
+        "first studies' best: "
+        + ", ".join(f"seed {k} {_fmt(v)}" for k, v in ws["first_best"].items()),
+    ]
+    for method, row in ws["methods"].items():
+        per_seed = ", ".join(
+            f"seed {s}: {'never' if b is None else b} / {'never' if n is None else n}"
+            for s, b, n in zip(row["seed"], row["to_best"], row["to_99pct"], strict=True)
+        )
+        lines.append(
+            f"  {method}: to best {_median_range(row['to_best'], 0)}; to 99% "
+            f"{_median_range(row['to_99pct'], 0)}; final best {_median_range(row['best'])}"
+            f" [{per_seed}]"
+        )
+    return lines
 
 
 def summary_fractions(summary: dict[str, Any]) -> list[str]:

@@ -88,3 +88,100 @@ def test_the_analysis_counts_epochs_and_targets() -> None:
     assert bench.best_at(trials, 3, True) is None
     # Minimising: lower is better.
     assert bench.epochs_to_target(trials, 0.55, False) == 4
+
+
+def load_search() -> ModuleType:
+    """bench/search.py as a module; it imports its sibling search_report by name."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_search", ROOT / "bench" / "search.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_search"] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_the_plain_pruner_arm_differs_only_in_schedule_awareness() -> None:
+    from lrsearch.search_space import parse_definition
+
+    bench = load_search()
+    args = bench.parse_args(["--trials", "60", "--methods", "lrsearch,lrsearch-plain-pruner"])
+    aware = parse_definition(bench._study_raw(args, "lrsearch", 0, "a"))
+    plain = parse_definition(bench._study_raw(args, "lrsearch-plain-pruner", 0, "a"))
+    assert aware.pruner.schedule_aware is True
+    assert plain.pruner.schedule_aware is False
+    assert aware.pruner.model_copy(update={"schedule_aware": False}) == plain.pruner
+    # Search only: at 60 trials the default would confirm winners and add epochs.
+    assert aware.confirm is not None
+    assert not aware.confirm.enabled
+
+
+@pytest.mark.slow
+def test_warm_and_cold_second_studies_after_one_first_study(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = [
+        *("--task", "spirals-mlp", "--task-option", "n_train=256", "--task-option", "n_val=128"),
+        *("--methods", "lrsearch-plain-pruner,warm,cold", "--seeds", "1"),
+        *("--trials", "8", "--epochs", "3", "--out", str(out)),
+    ]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "search.py"), *argv],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    payload = json.loads((out / "search.json").read_text())
+    first = payload["first_studies"]["0"]
+    assert len(first) == 8
+    runs = {r["method"]: r for r in payload["runs"]}
+    assert set(runs) == {"lrsearch-plain-pruner", "warm", "cold"}
+    # The warm study starts with the first study's best trial of each schedule
+    # type (top_k 1), best first; the cold one samples from scratch.
+    best_of_type: dict[str, float] = {}
+    for t in first:
+        if t["state"] == "COMPLETE":
+            best_of_type[t["schedule"]] = max(best_of_type.get(t["schedule"], -1.0), t["value"])
+    ranked = sorted(best_of_type, key=lambda s: -best_of_type[s])
+    warm_first = [t["schedule"] for t in runs["warm"]["trials"][: len(ranked)]]
+    assert sorted(warm_first) == sorted(ranked)
+    ws = payload["summary"]["warm_start"]
+    assert ws["first_best"]["0"] == max(best_of_type.values())
+    assert set(ws["methods"]) == {"warm", "cold"}
+    assert "warm start: epochs a second study needs" in done.stdout
+    states = payload["summary"]["methods"]["lrsearch-plain-pruner"]["states_per_schedule"]
+    assert sum(c["trials"] for c in states.values()) == 8
+
+
+def test_the_warm_start_figures_count_epochs_to_each_first_best() -> None:
+    bench = load_search_report()
+    trial, run = bench.Trial, bench.Run
+    firsts = {0: [trial(0, "COMPLETE", 0.80, 3, "step"), trial(1, "COMPLETE", 0.90, 3, "cosine")]}
+    warm = run(
+        "warm",
+        0,
+        1.0,
+        [trial(0, "COMPLETE", 0.895, 3, "cosine"), trial(1, "COMPLETE", 0.91, 3, "step")],
+    )
+    cold = run(
+        "cold",
+        0,
+        1.0,
+        [trial(0, "PRUNED", None, 1, "cyclic"), trial(1, "COMPLETE", 0.70, 3, "step")],
+    )
+    ws = bench.warm_start_summary([warm, cold], firsts, True)
+    assert ws["first_best"] == {"0": 0.90}
+    assert ws["methods"]["warm"]["to_best"] == [6]
+    assert ws["methods"]["warm"]["to_99pct"] == [3]  # 0.895 >= 0.99 * 0.90
+    assert ws["methods"]["cold"]["to_best"] == [None]
+    assert ws["methods"]["cold"]["best"] == [0.70]
+    states = bench.states_per_schedule([warm, cold])
+    assert states["cyclic"] == {"trials": 1, "COMPLETE": 0, "PRUNED": 1, "FAIL": 0}
+    assert states["step"]["COMPLETE"] == 2
