@@ -82,6 +82,8 @@ def make_study(pg: storage.Backend) -> Iterator[Callable[..., storage.StudyRecor
                 },
                 "sampler": {"type": "random", "seed": 0},
                 "pruner": {"type": "none"},
+                # These studies test the search budget; confirmations have their own tests.
+                "confirm": {"top_k": 0},
                 "search_space": {
                     "batch_size": list(batch_size),
                     "learning_rate": {"low": 0.01, "high": 0.2, "log": True},

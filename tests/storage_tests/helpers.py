@@ -51,6 +51,8 @@ def definition(**overrides: Any) -> StudyDefinition:
         "budget": {"n_trials": 10, "max_epochs": 5, "max_retries": 1},
         "sampler": {"type": "random", "seed": 7},
         "pruner": {"type": "none"},
+        # Played trial by trial: no confirmation phase after the budget (tested on its own).
+        "confirm": {"top_k": 0},
         "search_space": {"schedules": ["step", "exponential", "cosine", "plateau", "cyclic"]},
     }
     raw.update(overrides)
