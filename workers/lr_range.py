@@ -20,6 +20,13 @@ How the bounds are chosen (the rule the tests check):
   ``min_decades`` decades below ``high``: a search needs room on the low side,
   where training is slow but safe, far more than on the high side.
 
+* The curve is *flat* when the smoothed loss never fell ``FLAT_FALL`` (10%)
+  below where it started: no learning rate in the sweep trained, so the bounds
+  say nothing (a hard task needs more batches). ``flat`` says so; an ``auto``
+  study then repeats the test with four times the batches, up to
+  ``MAX_AUTO_BATCHES``, and fails its trial with that reason if the curve stays
+  flat, rather than sampling from noise.
+
 The model, data and optimizer come from the workers' own builders (the task's
 ``load_data``/``build_model`` and :func:`build_optimizer`), so the test measures
 exactly what a trial will train.
@@ -43,6 +50,8 @@ from lrsearch.workers.tasks import Task
 
 __all__ = [
     "DEFAULT_BATCHES",
+    "FLAT_FALL",
+    "MAX_AUTO_BATCHES",
     "RangeTestResult",
     "choose_bounds",
     "lr_range_test",
@@ -58,6 +67,10 @@ DEFAULT_BATCH_SIZE = 64
 SMOOTHING = 0.9
 DIVERGE_FACTOR = 4.0
 MIN_DECADES = 1.0
+# A curve that never fell this fraction below its start carries no range.
+FLAT_FALL = 0.10
+# spirals-mlp needs about 1,000 batches to leave chance level; digits 150.
+MAX_AUTO_BATCHES = 2400
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,12 @@ class RangeTestResult:
     diverged: bool
     settings: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def flat(self) -> bool:
+        """The smoothed loss never fell ``FLAT_FALL`` below its start: the bounds say nothing."""
+        finite = [loss for loss in self.losses if math.isfinite(loss)]
+        return not finite or min(finite) > (1.0 - FLAT_FALL) * finite[0]
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (what is stored with an ``auto`` study and printed by ``--json``)."""
         return {
@@ -89,6 +108,7 @@ class RangeTestResult:
             "high": self.high,
             "steepest": self.steepest,
             "diverged": self.diverged,
+            "flat": self.flat,
             "batches": len(self.lrs),
             "lrs": self.lrs,
             "losses": self.losses,
@@ -269,13 +289,25 @@ def resolve_auto_learning_rate(
     if stored is None:
         space = definition.search_space
         sizes = sorted(space.batch_size)
-        found = lr_range_test(
-            task,
-            batch_size=sizes[len(sizes) // 2],
-            optimizer=space.optimizer[0] if space.optimizer else "sgd",
-            data_seed=definition.data_seed,
-            device=device,
-        )
+        batches = DEFAULT_BATCHES
+        while True:
+            found = lr_range_test(
+                task,
+                batches=batches,
+                batch_size=sizes[len(sizes) // 2],
+                optimizer=space.optimizer[0] if space.optimizer else "sgd",
+                data_seed=definition.data_seed,
+                device=device,
+            )
+            if not found.flat:
+                break
+            if batches >= MAX_AUTO_BATCHES:
+                raise ValueError(
+                    f"learning_rate: auto: the range test's loss stayed flat over "
+                    f"{batches} batches (no learning rate from {DEFAULT_START_LR:g} to "
+                    f"{DEFAULT_END_LR:g} trained): give the study a learning_rate range"
+                )
+            batches = min(4 * batches, MAX_AUTO_BATCHES)
         # high <= end_lr (10): always inside what a definition may ask for.
         stored = storage.store_lr_range(backend, record.study_id, found.to_json())
     low, high = storage.lr_range_bounds(stored)

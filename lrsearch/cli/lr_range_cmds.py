@@ -46,7 +46,7 @@ def lr_range(
 ) -> None:
     """Run the LR range test on TASK and print the learning-rate bounds it chooses."""
     from lrsearch.workers import TaskError
-    from lrsearch.workers.lr_range import lr_range_test
+    from lrsearch.workers.lr_range import FLAT_FALL, lr_range_test
     from lrsearch.workers.tasks import get_task
 
     try:
@@ -75,6 +75,12 @@ def lr_range(
             f"steepest fall at {found.steepest:.3g}; {len(found.lrs)} batches"
             + (" (stopped early: the loss diverged)" if found.diverged else "")
         )
+        if found.flat:
+            typer.echo(
+                f"warning: the loss stayed flat (never {FLAT_FALL:.0%} below its start): "
+                "no rate trained, so these bounds say nothing; try more --batches",
+                err=True,
+            )
     if plot is not None and not _write_plot(plot, result):
         raise typer.Exit(EXIT_NO_PLOT)
 

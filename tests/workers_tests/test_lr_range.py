@@ -17,7 +17,13 @@ from optuna.trial import TrialState
 from lrsearch import storage
 from lrsearch.search_space import DefinitionError, TrialConfig, parse_definition
 from lrsearch.workers.loop import WorkerOptions, run_worker
-from lrsearch.workers.lr_range import DEFAULT_BATCHES, choose_bounds, lr_range_test
+from lrsearch.workers.lr_range import (
+    DEFAULT_BATCHES,
+    FLAT_FALL,
+    RangeTestResult,
+    choose_bounds,
+    lr_range_test,
+)
 from lrsearch.workers.tasks import get_task
 from lrsearch.workers.training import train_trial
 
@@ -70,6 +76,25 @@ def test_the_curve_is_bounded_by_the_batches_asked_for() -> None:
     assert found.lrs[0] == pytest.approx(1e-5)
     assert found.lrs[-1] == pytest.approx(1e-3)
     assert not found.diverged
+
+
+def test_a_curve_that_never_falls_is_flat_and_one_that_trains_is_not() -> None:
+    # Rates far too small to move the weights within 20 batches: nothing trains.
+    tiny = lr_range_test(get_task("synthetic"), batches=20, start_lr=1e-9, end_lr=1e-8)
+    assert tiny.flat
+    assert tiny.to_json()["flat"] is True
+    trains = lr_range_test(get_task("synthetic"))
+    assert not trains.flat
+    # The rule itself: flat means never FLAT_FALL below the first smoothed loss.
+    start = 2.0
+    barely = RangeTestResult(
+        [1e-3, 1e-2, 1e-1], [start, start * (1 - FLAT_FALL / 2), start], 0, 0, 0, False
+    )
+    fell = RangeTestResult(
+        [1e-3, 1e-2, 1e-1], [start, start * (1 - 2 * FLAT_FALL), start], 0, 0, 0, False
+    )
+    assert barely.flat
+    assert not fell.flat
 
 
 def test_choose_bounds_picks_the_steepest_fall_and_the_minimum() -> None:
