@@ -164,6 +164,12 @@ class StudyOut(_Out):
         description="Batch sizes that ran out of GPU memory, per device (those trials are "
         "PRUNED with an `oom` error).",
     )
+    warm_start: dict[str, Any] | None = Field(
+        default=None,
+        description="What the warm start enqueued and skipped: `{from, top_k, enqueued: "
+        "[{study, trial, value, params, notes}], skipped: [{study, trial, value, schedule, "
+        "reason}]}`; null when the study asked for none.",
+    )
 
 
 class EnqueueIn(BaseModel):
@@ -343,9 +349,10 @@ def study_out(
     summary: StudySummary,
     lr_range: dict[str, Any] | None = None,
     infeasible: list[InfeasibleBatch] | None = None,
+    warm_start: dict[str, Any] | None = None,
 ) -> StudyOut:
-    """The full view of a study: its definition, where it stands, its LR range test
-    and the batch sizes that ran out of memory."""
+    """The full view of a study: its definition, where it stands, its LR range test,
+    the batch sizes that ran out of memory and what its warm start enqueued."""
     return StudyOut(
         name=record.name,
         task=record.task,
@@ -367,6 +374,7 @@ def study_out(
         definition=record.definition,
         lr_range=None if lr_range is None else _finite(lr_range),
         infeasible=[InfeasibleOut(**dataclasses.asdict(b)) for b in infeasible or []],
+        warm_start=None if warm_start is None else _finite(warm_start),
     )
 
 

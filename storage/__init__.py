@@ -121,6 +121,7 @@ from lrsearch.storage._trials import (
     sampler_slot,
     sweep_stale_trials,
 )
+from lrsearch.storage._warm_start import stored_warm_start
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -220,6 +221,7 @@ __all__ = [
     "scope_allows",
     "store_lr_range",
     "stored_lr_range",
+    "stored_warm_start",
     "study_counts_by_state",
     "study_progress",
     "study_summary",

@@ -46,7 +46,7 @@ from lrsearch.storage._studies import StudyRecord, read_study, read_study_by_id
 from lrsearch.storage._summary import top_trials_per_schedule
 from lrsearch.storage._tables import studies
 
-__all__ = ["SAME_TASK_LIMIT", "WARM_START_ATTR", "warm_start"]
+__all__ = ["SAME_TASK_LIMIT", "WARM_START_ATTR", "stored_warm_start", "warm_start"]
 
 WARM_START_ATTR = "warm_start"
 # ``same_task`` reads at most this many of the tenant's newest studies of the task.
@@ -90,6 +90,12 @@ def warm_start(backend: Backend, study: optuna.Study, record: StudyRecord) -> di
     }
     backend.optuna_storage.set_study_user_attr(record.study_id, WARM_START_ATTR, report)
     return report
+
+
+def stored_warm_start(backend: Backend, study_id: int) -> dict[str, Any] | None:
+    """The stored warm-start report of the study, or ``None`` if it asked for none."""
+    value = backend.optuna_storage.get_study_user_attrs(study_id).get(WARM_START_ATTR)
+    return dict(value) if isinstance(value, dict) else None
 
 
 def _sources(

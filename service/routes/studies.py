@@ -47,7 +47,13 @@ def _out(backend: storage.Backend, record: storage.StudyRecord) -> StudyOut:
     with backend.engine.connect() as conn:
         summary = storage.study_summary(conn, record)
         infeasible = storage.infeasible_batches(conn, record.study_id)
-    return study_out(record, summary, storage.stored_lr_range(backend, record.study_id), infeasible)
+    return study_out(
+        record,
+        summary,
+        storage.stored_lr_range(backend, record.study_id),
+        infeasible,
+        storage.stored_warm_start(backend, record.study_id),
+    )
 
 
 @router.post(

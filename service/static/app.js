@@ -414,6 +414,8 @@
     $("study-progress").dataset.finished = String(s.finished);
     $("study-progress-bar").style.width = `${Math.min(100, (100 * s.finished) / s.n_trials)}%`;
     $("study-live").textContent = isLive(s) ? `live · updated ${new Date().toLocaleTimeString()}` : "";
+    renderInfeasible(s.infeasible || []);
+    renderWarmStart(s.warm_start);
     // Controls only for keys that may use them (submit or admin scope), and only those that apply.
     const canControl = me && (me.scope === "submit" || me.scope === "admin");
     const open = s.state !== "finished" && s.control_state !== "cancelled";
@@ -425,6 +427,28 @@
     for (const button of $("study-controls").querySelectorAll("button")) {
       button.hidden = !canControl || !shown[button.dataset.action];
     }
+  }
+
+  // Batch sizes that ran out of GPU memory, per card: the same batch may fit a bigger one.
+  function renderInfeasible(list) {
+    const line = $("study-infeasible");
+    line.hidden = list.length === 0;
+    const parts = list.map((b) => el("span", { "data-field": "infeasible" },
+      `batch ${b.batch_size ?? "?"} on ${b.device}` +
+      (b.memory_gb === null ? "" : ` (${b.memory_gb} GiB)`) +
+      ` × ${b.trials} ${b.trials === 1 ? "trial" : "trials"}`));
+    line.replaceChildren(...(list.length ? ["Out of GPU memory: "] : []),
+      ...parts.flatMap((p, i) => (i ? ["; ", p] : [p])));
+  }
+
+  function renderWarmStart(ws) {
+    const line = $("study-warm-start");
+    line.hidden = !ws;
+    if (!ws) return line.replaceChildren();
+    const from = Array.isArray(ws.from) ? ws.from.join(", ") : ws.from;
+    line.textContent = `Warm-started from: ${from} · ${ws.enqueued.length} enqueued, ` +
+      `${ws.skipped.length} skipped`;
+    line.title = ws.skipped.map((x) => `${x.study}${x.trial === undefined ? "" : ` #${x.trial}`}: ${x.reason}`).join("\n");
   }
 
   async function control(token, name, event, refresh) {
