@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from lrsearch import storage
@@ -36,4 +37,5 @@ def test_best_table_has_the_confirmed_column(live: Live, tmp_path: Path) -> None
     assert table.exit_code == 0, table.output
     assert "confirmed mean±std (n)" in table.stdout
     row = next(line for line in table.stdout.splitlines() if line.startswith("step"))
-    assert row.rstrip().endswith("(2)")  # the original and its one confirmation
+    # The original and its one confirmation, then the winner's PyTorch scheduler.
+    assert re.search(r"\d\.\d{4}±\d\.\d{4} \(2\)  StepLR\(", row), row
