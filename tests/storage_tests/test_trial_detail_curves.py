@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch import storage
 from lrsearch.storage import Backend, TrialNotFoundError
-from tests.storage_tests.helpers import Played, all_trials
+from tests.storage_tests.helpers import Played, Step, all_trials, budget_of, definition, play
 
 
 def _same_curve(got: dict[int, float], trial: FrozenTrial) -> None:
@@ -60,17 +60,28 @@ def test_detail_of_a_diverged_failure(backend: Backend, main_study: Played) -> N
     _same_curve(detail.intermediate_values, trial)
 
 
-def test_detail_of_running_and_waiting_trials(backend: Backend, main_study: Played) -> None:
-    running = _trial(main_study, TrialState.RUNNING)
-    detail = storage.trial_detail(backend, main_study.record, running.number)
+def test_detail_of_running_and_waiting_trials(backend: Backend) -> None:
+    # A study of its own, read at once: a RUNNING trial of the long-lived session
+    # fixture has no heartbeat, and any stale sweep on the shared PostgreSQL
+    # database (a served app's, another test's) may fail it meanwhile.
+    steps = [
+        Step("step", "COMPLETE", 0.5, (0.4, 0.5)),
+        Step("cosine", "RUNNING", None, (0.4, 0.45)),
+        Step("step", "GIVE_BACK", None, (0.3,)),  # its retry stays WAITING
+    ]
+    played = play(
+        backend, definition(budget={"n_trials": budget_of(steps), "max_epochs": 5}), steps
+    )
+    running = _trial(played, TrialState.RUNNING)
+    detail = storage.trial_detail(backend, played.record, running.number)
     assert detail.row.state == "RUNNING"
     assert detail.row.epochs_run == len(running.intermediate_values)
     assert detail.row.worker == "host:1"
     assert detail.row.params == running.params
     assert detail.datetime_complete is None
     _same_curve(detail.intermediate_values, running)
-    waiting = next(t for t in all_trials(main_study) if t.state == TrialState.WAITING)
-    detail = storage.trial_detail(backend, main_study.record, waiting.number)
+    waiting = next(t for t in all_trials(played) if t.state == TrialState.WAITING)
+    detail = storage.trial_detail(backend, played.record, waiting.number)
     assert detail.row.state == "WAITING"
     assert detail.row.schedule == waiting.system_attrs["fixed_params"]["schedule"]
     assert (detail.intermediate_values, detail.lr_curve, detail.metrics) == ({}, [], [])
