@@ -8,7 +8,6 @@ Needs a ``submit`` key of the study's tenant; another tenant's study is 404.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Annotated, Any
 
@@ -53,9 +52,11 @@ class _StudyCache:
         with self._lock:
             study = self._studies.get(record.study_id)
             if study is None:
-                # Salted like a worker's, so the service and workers do not
-                # propose the same configurations from one seed.
-                study = storage.load_optuna_study(backend, record, seed_salt=os.getpid())
+                # A sampler slot of its own, like a worker's: the service and the
+                # workers do not propose the same configurations from one seed,
+                # and a restarted service does not depend on its process id.
+                salt = storage.sampler_slot(backend, record)
+                study = storage.load_optuna_study(backend, record, seed_salt=salt)
                 self._studies[record.study_id] = study
             return study
 

@@ -243,3 +243,21 @@ def test_a_trial_gone_stale_answers_409_and_is_retried(api: Api) -> None:
     assert beat.status_code == 409
     retry = _claim(api, name, "host-b:2").json()
     assert retry["params"] == first["params"]
+
+
+def test_a_seeded_study_claimed_over_rest_replays_like_one_worker(api: Api) -> None:
+    """The service's sampler takes a sampler slot, not a process id: slot 0 is the seed itself."""
+    from lrsearch.search_space import sample_config
+
+    fields: dict[str, Any] = {"sampler": {"type": "tpe", "seed": 7}}
+    served = _study(api, **fields)
+    twin = _study(api, **fields)
+    first = _claim(api, served).json()["params"]
+    second = _claim(api, served).json()["params"]
+    # What one worker with the definition's seed proposes first, on an identical study.
+    record = api.record(twin)
+    study = storage.load_optuna_study(api.backend, record, seed_salt=0)
+    trial = study.ask()
+    sample_config(trial, record.definition)
+    assert first == trial.params
+    assert second != first
