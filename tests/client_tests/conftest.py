@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.client_tests.served import Served, new_key, serve
-from tests.conftest import postgres_url_or_skip
 from tests.service_tests.conftest import api, client, other_api, service_storage_url
+from tests.storage_tests.migration_helpers import fresh_database
 
 __all__ = ["api", "client", "other_api", "service_storage_url"]
 
@@ -24,12 +24,13 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     """``lrsearch serve`` on a SQLite file or on PostgreSQL, for the session."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('served') / 'served.db'}"
-    else:
-        url = postgres_url_or_skip()
     log = tmp_path_factory.mktemp("served-log") / "serve.log"
-    with serve(url, log) as served:
+    # A database of its own: the service sweeps stale trials with a 3 s grace
+    # period, which must never reach trials that other tests' workers run.
+    with (
+        fresh_database(request.param, tmp_path_factory.mktemp("served")) as url,
+        serve(url, log) as served,
+    ):
         yield served
 
 
