@@ -73,6 +73,11 @@ class ClaimedOut(_Out):
     heartbeat_s: float = Field(description="Send a heartbeat (or a report) at least this often.")
     objective: str
     direction: Literal["maximize", "minimize"]
+    confirmation_of: int | None = Field(
+        default=None,
+        description="Set on a confirmation trial: the number of the trial whose configuration "
+        "it re-trains with another seed (train with a seed of your own, not the winner's).",
+    )
 
 
 class PruneOut(_Out):

@@ -72,6 +72,7 @@ class ClaimedTrial:
     number: int
     params: dict[str, Any]
     config: TrialConfig
+    confirmation_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,13 @@ def claim_for_client(
     if trial is None:
         return None
     config = sample_config(trial, record.definition)
-    return ClaimedTrial(number=trial.number, params=dict(trial.params), config=config)
+    confirms = trial.user_attrs.get("confirmation_of")
+    return ClaimedTrial(
+        number=trial.number,
+        params=dict(trial.params),
+        config=config,
+        confirmation_of=None if confirms is None else int(confirms),
+    )
 
 
 def absolute_config(config: TrialConfig) -> dict[str, Any]:

@@ -65,6 +65,9 @@ class Trial:
         learning_rate, batch_size, dropout, schedule_type, weight_init,
         warmup_epochs, optimizer_name, max_epochs: The values to train with.
         objective, direction: What to report and which way is better.
+        confirmation_of: On a confirmation trial, the number of the trial whose
+            configuration it re-trains; ``None`` on a search trial. Train it with
+            a seed of your own: confirming means another seed, same settings.
     """
 
     def __init__(self, http: Http, study: str, client_id: str, claimed: dict[str, Any]) -> None:
@@ -79,6 +82,8 @@ class Trial:
         self.heartbeat_s: float = float(claimed["heartbeat_s"])
         self.objective: str = str(claimed["objective"])
         self.direction: str = str(claimed["direction"])
+        confirms = claimed.get("confirmation_of")
+        self.confirmation_of: int | None = None if confirms is None else int(confirms)
         self.learning_rate: float = float(self.config["learning_rate"])
         self.batch_size: int = int(self.config["batch_size"])
         self.dropout: float = float(self.config["dropout"])

@@ -107,6 +107,7 @@ def claim(
         heartbeat_s=settings.heartbeat_s,
         objective=record.definition.objective.metric,
         direction="maximize" if record.direction == "maximize" else "minimize",
+        confirmation_of=claimed.confirmation_of,
     )
 
 

@@ -261,3 +261,25 @@ def test_a_seeded_study_claimed_over_rest_replays_like_one_worker(api: Api) -> N
     sample_config(trial, record.definition)
     assert first == trial.params
     assert second != first
+
+
+def test_a_confirmation_claimed_over_rest_names_the_trial_it_confirms(api: Api) -> None:
+    name = _study(
+        api,
+        budget={"n_trials": 2, "max_epochs": 2},
+        search_space={"schedules": ["step"]},
+        confirm={"top_k": 1, "seeds": 1},
+    )
+    for value in (0.4, 0.8):
+        body = _claim(api, name).json()
+        assert body["confirmation_of"] is None
+        number = body["number"]
+        assert _report(api, name, number, 0, value, lr=0.1).status_code == 200
+        done = api.post(f"/studies/{name}/trials/{number}/complete", json={"client_id": CLIENT})
+        assert done.status_code == 200, done.text
+    confirmation = _claim(api, name)
+    assert confirmation.status_code == 201, confirmation.text
+    body = confirmation.json()
+    assert body["confirmation_of"] == 1  # the better of the two search trials
+    assert body["params"] == api.get(f"/studies/{name}/trials/1").json()["params"]
+    assert _claim(api, name).status_code == 204
