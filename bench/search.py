@@ -11,6 +11,10 @@ split (``data_seed`` 0) and per-trial training seed:
   the sampler seed set);
 - ``lrsearch-plain-pruner``: the same with ``pruner: {schedule_aware: false}``
   (the default pruner judging warm-up and cyclic trials like any other);
+- ``lrsearch-nobalance``: the same with ``sampler: {balance_schedules: false}``
+  (TPE chooses the schedule type too, no first round per type);
+- ``lrsearch-noprotect``: balancing, but ``sampler: {protect_priority: false}``
+  (the pruner may stop the trials that keep a type alive);
 - ``warm`` / ``cold``: per seed, a first study (lrsearch's defaults, sampler
   seed s), then a second one with sampler seed s + 1000, with (``warm``:
   ``warm_start: {from: [first], top_k: 1}``) or without (``cold``) a warm
@@ -27,12 +31,21 @@ values and the best trial of each schedule type (how much the schedule
 matters on this task), and a PNG of best-so-far vs epochs (if matplotlib is
 installed). Everything also goes to ``<out>/search.json``.
 
+``--reuse DIR[,DIR]`` loads the runs of the methods not in ``--methods`` from
+earlier ``DIR/search.json`` files (same task, task options, trials and epochs,
+and every seed asked for, possibly spread over several files; anything else is
+an error), so that a new method is reported next to random and plain Optuna
+without running them again. ``--methods ''`` with ``--reuse`` only reports.
+``search.json`` is rewritten after every run (``"partial": true`` until the
+end), so the seeds of an interrupted run can be reused too.
+
 Usage (commands of the measured runs in docs/benchmarks.md)::
 
     .venv/bin/python bench/search.py --task spirals-mlp --seeds 10 --trials 60 --epochs 20
     .venv/bin/python bench/search.py --smoke           # 2 seeds x 8 trials x 3 epochs, tiny data
     .venv/bin/python bench/search.py --task digits-mlp --methods lrsearch,lrsearch-plain-pruner
     .venv/bin/python bench/search.py --methods warm,cold --seeds 3 --trials 30 --epochs 15
+    .venv/bin/python bench/search.py --methods lrsearch --reuse bench-out/spirals-ro --trials 60
 """
 
 from __future__ import annotations
@@ -60,6 +73,7 @@ from lrsearch.workers.training import train_seed, train_trial
 from search_report import (  # isort: skip
     Run,
     Trial,
+    load_run,
     plot,
     report,
     summarise,
@@ -67,7 +81,16 @@ from search_report import (  # isort: skip
 )
 
 DEFAULT_METHODS = ("random", "optuna", "lrsearch")
-METHODS = (*DEFAULT_METHODS, "lrsearch-plain-pruner", "warm", "cold")
+METHODS = (
+    *DEFAULT_METHODS,
+    "lrsearch-plain-pruner",
+    "lrsearch-nobalance",
+    "lrsearch-noprotect",
+    "warm",
+    "cold",
+)
+# Methods whose runs --reuse may load: the warm/cold pair also needs its first studies.
+REUSABLE = tuple(m for m in METHODS if m not in ("warm", "cold"))
 # Offset of the second study's sampler seed in the warm-start comparison.
 SECOND_SEED = 1000
 SMOKE_TASK_OPTIONS = {"n_train": 256, "n_val": 128}
@@ -93,6 +116,10 @@ def _study_raw(args: argparse.Namespace, method: str, seed: int, name: str) -> d
     raw |= {"sampler": {"type": "tpe", "seed": seed}}  # every other field: the defaults
     if method == "lrsearch-plain-pruner":
         raw["pruner"] = {"schedule_aware": False}  # the default pruner, not schedule-aware
+    if method == "lrsearch-nobalance":
+        raw["sampler"]["balance_schedules"] = False  # TPE alone chooses the schedule type
+    if method == "lrsearch-noprotect":
+        raw["sampler"]["protect_priority"] = False  # priority trials may be pruned
     return raw
 
 
@@ -114,6 +141,11 @@ def _run_study(args: argparse.Namespace, url: str, raw: dict[str, Any]) -> list[
             install_signal_handlers=False,
         )
     )
+    return trials_of(url, name)
+
+
+def trials_of(url: str, name: str) -> list[Trial]:
+    """The trials of study ``name`` in the Optuna storage at ``url``, in trial order."""
     rdb = optuna.storages.RDBStorage(url)
     try:
         frozen = optuna.load_study(study_name=name, storage=rdb).get_trials()
@@ -223,6 +255,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("bench-out/search"))
     parser.add_argument("--smoke", action="store_true", help="2 seeds x 8 trials x 3 epochs")
+    parser.add_argument(
+        "--reuse",
+        default="",
+        metavar="DIR[,DIR]",
+        help="load the other methods' runs from DIR/search.json (same task, trials, epochs, seeds)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.seeds, args.trials, args.epochs = 2, 8, 3
@@ -234,7 +272,66 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown methods {unknown}; use {list(METHODS)}")
     args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
+    args.reused = []
+    if args.reuse:
+        try:
+            args.reused = reuse_runs(args, [Path(d) for d in args.reuse.split(",") if d])
+        except ValueError as err:
+            parser.error(str(err))
+    reused_methods = [m for m in METHODS if m in {r.method for r in args.reused}]
+    args.methods = reused_methods + args.methods
+    if not args.methods:
+        parser.error("no method to run or report: give --methods or --reuse")
     return args
+
+
+def reuse_runs(args: argparse.Namespace, dirs: list[Path]) -> list[Run]:
+    """The runs in ``dirs``' search.json of the methods ``args`` does not run.
+
+    Raises:
+        ValueError: listing every problem: a missing or unreadable file, another
+            task, task options, trial count or epoch count, a seed asked for but
+            in none of the files, the same method and seed in two files.
+    """
+    problems: list[str] = []
+    runs: list[Run] = []
+    seen: dict[tuple[str, int], Path] = {}
+    for folder in dirs:
+        path = folder / "search.json"
+        try:
+            payload = json.loads(path.read_text())
+            saved = payload["args"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            problems.append(f"{path}: cannot read its runs ({err})")
+            continue
+        for key in ("task", "task_options", "trials", "epochs"):
+            if saved.get(key) != getattr(args, key):
+                problems.append(
+                    f"{path}: {key} is {saved.get(key)!r}, this run's is {getattr(args, key)!r}"
+                )
+        loaded = [
+            load_run(r)
+            for r in payload.get("runs", [])
+            if r["method"] in REUSABLE and r["method"] not in args.methods
+        ]
+        for r in loaded:
+            if r.seed not in args.seed_list:
+                continue
+            if (r.method, r.seed) in seen:
+                where = seen[(r.method, r.seed)]
+                problems.append(f"{path}: {r.method!r} seed {r.seed} is also in {where}")
+                continue
+            seen[(r.method, r.seed)] = path
+            runs.append(r)
+        if not loaded:
+            problems.append(f"{path}: no runs of a method other than {args.methods}")
+    for method in dict.fromkeys(r.method for r in runs):
+        missing = sorted(set(args.seed_list) - {r.seed for r in runs if r.method == method})
+        if missing:
+            problems.append(f"method {method!r} has no runs for seeds {missing} in {dirs}")
+    if problems:
+        raise ValueError("--reuse: " + "; ".join(problems))
+    return sorted(runs, key=lambda r: (r.seed, r.method))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,11 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     maximize = parse_definition(_raw_definition(args, "probe")).direction == "maximize"
-    runs: list[Run] = []
+    runs: list[Run] = list(args.reused)
+    ran = [m for m in args.methods if m not in {r.method for r in args.reused}]
     firsts: dict[int, list[Trial]] = {}  # the warm-start comparison's first studies, by seed
     with tempfile.TemporaryDirectory(prefix="lrsearch-bench-") as tmp:
         for seed in args.seed_list:
-            for method in args.methods:
+            for method in ran:
                 started = time.perf_counter()
                 if method == "optuna":
                     trials = _run_plain_optuna(args, seed)
@@ -257,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     trials = _run_lrsearch(args, method, seed, Path(tmp))
                 runs.append(Run(method, seed, time.perf_counter() - started, trials))
+                _save(args, runs, firsts, None)  # a run cut short keeps what it finished
                 print(
                     f"{method:8s} seed {seed}: {sum(t.epochs for t in trials)} epochs, "
                     f"{runs[-1].seconds:.1f} s",
@@ -269,14 +368,28 @@ def main(argv: list[str] | None = None) -> int:
     text = report(summary, args)
     print(text)
     print(plot(runs, args, maximize, args.out / "best_so_far.png"))
+    _save(args, runs, firsts, summary)
+    return 0
+
+
+def _save(
+    args: argparse.Namespace,
+    runs: list[Run],
+    firsts: dict[int, list[Trial]],
+    summary: dict[str, Any] | None,
+) -> None:
+    """Write ``<out>/search.json``; without a summary (``"partial": true``) after each run."""
     payload = {
-        "args": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)},
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "reused")}
+        | {"out": str(args.out)},
+        "partial": summary is None,
         "summary": summary,
         "runs": [asdict(r) for r in runs],
         "first_studies": {str(k): [asdict(t) for t in v] for k, v in firsts.items()},
     }
-    (args.out / "search.json").write_text(json.dumps(payload, indent=1))
-    return 0
+    tmp = args.out / "search.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(args.out / "search.json")
 
 
 if __name__ == "__main__":

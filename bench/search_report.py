@@ -38,6 +38,12 @@ class Run:
     trials: list[Trial]
 
 
+def load_run(raw: dict[str, Any]) -> Run:
+    """A :class:`Run` from its ``search.json`` form (``dataclasses.asdict``)."""
+    trials = [Trial(**t) for t in raw["trials"]]
+    return Run(str(raw["method"]), int(raw["seed"]), float(raw["seconds"]), trials)
+
+
 # -- analysis --------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ Pure: imports only the standard library, pydantic and optuna. No torch, no SQL,
 no files, no environment variables.
 """
 
+from lrsearch.search_space._balanced import BalancedScheduleSampler, unwrap_sampler
 from lrsearch.search_space._config import (
     CosineSchedule,
     CyclicSchedule,
@@ -27,7 +28,6 @@ from lrsearch.search_space._definition import (
     Objective,
     ParamRange,
     PrunerSpec,
-    SamplerSpec,
     SearchSpace,
     StudyDefinition,
     parse_definition,
@@ -36,6 +36,7 @@ from lrsearch.search_space._errors import ConfigError, DefinitionError, Problem,
 from lrsearch.search_space._partial import validate_partial_params
 from lrsearch.search_space._pruning import ScheduleAwareHyperbandPruner, ScheduleAwarePruner
 from lrsearch.search_space._pytorch_code import pytorch_code, trial_pytorch_code
+from lrsearch.search_space._sampler_spec import SamplerSpec
 from lrsearch.search_space._sampling import make_pruner, make_sampler, sample_config
 from lrsearch.search_space._schedules import (
     CYCLIC_MODES,
@@ -56,6 +57,7 @@ __all__ = [
     "SCHEDULE_PARAMS",
     "SCHEDULE_TYPES",
     "WEIGHT_INITS",
+    "BalancedScheduleSampler",
     "Budget",
     "ConfigError",
     "CosineSchedule",
@@ -93,6 +95,7 @@ __all__ = [
     "schedule_settings",
     "trial_pytorch_code",
     "trial_settings",
+    "unwrap_sampler",
     "validate_fixed_params",
     "validate_partial_params",
 ]

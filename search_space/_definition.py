@@ -25,6 +25,7 @@ from pydantic import (
 
 from lrsearch.search_space._confirm import Confirm, default_confirm
 from lrsearch.search_space._errors import DefinitionError, Loc, Problem
+from lrsearch.search_space._sampler_spec import SEED_MAX, SamplerSpec, resolve_balance
 from lrsearch.search_space._schedules import (
     MAX_EPOCHS,
     SCHEDULE_PARAMS,
@@ -43,7 +44,6 @@ BUILTIN_METRICS: tuple[str, ...] = ("val_accuracy", "val_loss")
 EXTERNAL_TASK = "external"
 """The task of a study whose trials the user's own code runs through the client."""
 Direction = Literal["maximize", "minimize"]
-SamplerType = Literal["tpe", "random", "cmaes", "gp", "qmc"]
 PrunerType = Literal["hyperband", "median", "percentile", "successive_halving", "none"]
 
 _DEFAULT_DIRECTION: dict[str, Direction] = {"val_accuracy": "maximize", "val_loss": "minimize"}
@@ -54,7 +54,6 @@ INT32_MAX = 2**31 - 1
 MAX_BATCH_SIZE = 1 << 20
 MAX_LEARNING_RATE = 100.0
 MAX_WEIGHT_DECAY = 10.0
-SEED_MAX = 2**32 - 1  # what numpy (behind every Optuna sampler) accepts
 
 
 class _Model(BaseModel):
@@ -162,11 +161,6 @@ class Budget(_Model):
     # Stop handing out trials after this many consecutive failures with the same
     # error class (the task cannot load, say); 0 turns the check off.
     max_consecutive_failures: int = Field(default=3, ge=0, le=1000)
-
-
-class SamplerSpec(_Model):
-    type: SamplerType = "tpe"
-    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
 
 
 class PrunerSpec(_Model):
@@ -295,6 +289,11 @@ class StudyDefinition(_Model):
     task_options: TaskOptions = Field(
         default_factory=dict,
         description="passed to the built-in task, over the worker's own options (key by key)",
+    )
+    packing: bool = Field(
+        default=True,
+        description="workers started with --pack K may train up to K of this study's "
+        "compatible trials fused together; false: always one trial at a time",
     )
 
     @property
@@ -499,6 +498,7 @@ def parse_definition(
             problems + _partial_cross_problems(data, problems, known_tasks)
         ) from None
     definition = _fit_default_warmup(definition)
+    definition = definition.model_copy(update={"sampler": resolve_balance(definition.sampler)})
     if definition.confirm is None:
         # Stored as decided, so the stored definition says what runs.
         definition = definition.model_copy(

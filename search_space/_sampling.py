@@ -8,6 +8,7 @@ from typing import Any
 
 import optuna
 
+from lrsearch.search_space._balanced import BalancedScheduleSampler, protect_priority_trials
 from lrsearch.search_space._config import TrialConfig, config_from_params, schedule_param_specs
 from lrsearch.search_space._definition import StudyDefinition
 from lrsearch.search_space._pruning import ScheduleAwareHyperbandPruner, ScheduleAwarePruner
@@ -72,14 +73,26 @@ def sample_config(trial: optuna.Trial, definition: StudyDefinition) -> TrialConf
 
 
 def make_sampler(definition: StudyDefinition) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler a definition asks for.
+    """The Optuna sampler a definition asks for, behind the balancing wrapper if on.
+
+    With ``sampler.balance_schedules`` (the default for TPE) the schedule type
+    is chosen by :class:`BalancedScheduleSampler`, every other parameter by
+    the sampler named in ``sampler.type``.
 
     No ``constraints_func``: Optuna 5 deprecates it (a FutureWarning) in
     favour of ``Trial.set_constraint``, which the worker calls on trials that
     ran out of GPU memory (TPE only; see ``workers._loop_support``).
     """
-    seed = definition.sampler.seed
-    kind = definition.sampler.type
+    spec = definition.sampler
+    base = _base_sampler(spec.type, spec.seed)
+    if not balances(definition):
+        return base
+    return BalancedScheduleSampler(
+        base, min_completed=spec.min_per_schedule, every=spec.balance_every, seed=spec.seed
+    )
+
+
+def _base_sampler(kind: str, seed: int | None) -> optuna.samplers.BaseSampler:
     # Several samplers are flagged experimental by Optuna; that is a property of
     # the library, not a problem of the user's study, so it is not surfaced.
     with warnings.catch_warnings():
@@ -96,7 +109,24 @@ def make_sampler(definition: StudyDefinition) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(definition: StudyDefinition) -> optuna.pruners.BasePruner:
-    """The Optuna pruner a definition asks for; epochs are the pruner's resource."""
+    """The Optuna pruner a definition asks for; epochs are the pruner's resource.
+
+    With schedule balancing and ``sampler.protect_priority`` (the defaults for
+    TPE), it never prunes the trials that keep a schedule type alive.
+    """
+    pruner = _configured_pruner(definition)
+    spec = definition.sampler
+    if balances(definition) and spec.protect_priority and spec.min_per_schedule > 0:
+        return protect_priority_trials(pruner)
+    return pruner
+
+
+def balances(definition: StudyDefinition) -> bool:
+    """Whether ``make_sampler`` puts schedule balancing in front of the sampler."""
+    return definition.sampler.balanced and len(definition.search_space.schedules) > 1
+
+
+def _configured_pruner(definition: StudyDefinition) -> optuna.pruners.BasePruner:
     p = definition.pruner
     max_epochs = definition.budget.max_epochs
     # Warm-up of trials that do not carry it as a parameter (a fixed warm-up).

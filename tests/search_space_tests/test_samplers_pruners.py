@@ -16,12 +16,14 @@ import pytest
 
 from lrsearch.search_space import (
     SCHEDULE_TYPES,
+    BalancedScheduleSampler,
     StudyDefinition,
     TrialConfig,
     make_pruner,
     make_sampler,
     parse_definition,
     sample_config,
+    unwrap_sampler,
     validate_fixed_params,
 )
 
@@ -81,11 +83,15 @@ def test_make_sampler_returns_the_requested_class(
     kind: str, seed: int | None, no_warnings: list[warnings.WarningMessage]
 ) -> None:
     sampler = make_sampler(_definition(sampler={"type": kind, "seed": seed}))
-    assert type(sampler) is SAMPLER_CLASSES[kind]
+    # TPE sits behind schedule balancing by default (lrsearch.search_space._balanced).
+    assert type(unwrap_sampler(sampler)) is SAMPLER_CLASSES[kind]
+    assert isinstance(sampler, BalancedScheduleSampler) == (kind == "tpe")
 
 
 def test_default_sampler_is_tpe(default_definition: StudyDefinition) -> None:
-    assert type(make_sampler(default_definition)) is optuna.samplers.TPESampler
+    sampler = make_sampler(default_definition)
+    assert isinstance(sampler, BalancedScheduleSampler)
+    assert type(sampler.base) is optuna.samplers.TPESampler
 
 
 def test_make_sampler_leaves_the_warning_filters_alone() -> None:
@@ -177,9 +183,13 @@ def test_gp_does_not_flood_the_log_with_fallback_warnings() -> None:
 def test_make_pruner_returns_the_requested_class(
     kind: str, no_warnings: list[warnings.WarningMessage]
 ) -> None:
-    # schedule_aware off: the plain Optuna pruner (the wrapped ones: test_schedule_pruning.py).
+    # schedule_aware off: the plain Optuna pruner (the wrapped ones: test_schedule_pruning.py);
+    # balancing's protection of priority trials off too (test_balanced.py).
     pruner = make_pruner(
-        _definition(pruner={"type": kind, "min_epochs": 2, "schedule_aware": False})
+        _definition(
+            pruner={"type": kind, "min_epochs": 2, "schedule_aware": False},
+            sampler={"balance_schedules": False},
+        )
     )
     assert type(pruner) is PRUNER_CLASSES[kind]
 

@@ -225,7 +225,8 @@ def test_wrapped_hyperband_spares_a_warm_up_trial_the_plain_one_kills() -> None:
 
 @pytest.mark.parametrize("kind", ["median", "percentile", "successive_halving"])
 def test_make_pruner_wraps_by_default_and_not_when_off(kind: str) -> None:
-    base = {"name": "wired", "task": "digits-mlp"}
+    # Balancing off: its protection of priority trials is a subclass (test_balanced.py).
+    base = {"name": "wired", "task": "digits-mlp", "sampler": {"balance_schedules": False}}
     on = make_pruner(parse_definition({**base, "pruner": {"type": kind}}))
     assert isinstance(on, ScheduleAwarePruner)
     off = make_pruner(parse_definition({**base, "pruner": {"type": kind, "schedule_aware": False}}))
@@ -234,7 +235,7 @@ def test_make_pruner_wraps_by_default_and_not_when_off(kind: str) -> None:
 
 
 def test_make_pruner_hyperband_is_schedule_aware_unless_off() -> None:
-    base = {"name": "wired", "task": "digits-mlp"}
+    base = {"name": "wired", "task": "digits-mlp", "sampler": {"balance_schedules": False}}
     assert isinstance(make_pruner(parse_definition(base)), ScheduleAwareHyperbandPruner)
     off = make_pruner(parse_definition({**base, "pruner": {"schedule_aware": False}}))
     assert type(off) is optuna.pruners.HyperbandPruner

@@ -29,7 +29,14 @@ def test_create_returns_201_with_the_filled_in_definition(api: Api) -> None:
     assert study["best"] is None
     # Defaults are filled in; the warm-up default is shrunk to fit 3 epochs.
     definition = study["definition"]
-    assert definition["sampler"] == {"type": "tpe", "seed": None}
+    assert definition["sampler"] == {
+        "type": "tpe",
+        "seed": None,
+        "balance_schedules": True,
+        "min_per_schedule": 3,
+        "balance_every": 3,
+        "protect_priority": True,
+    }
     assert definition["search_space"]["warmup_epochs"] == {"low": 0, "high": 2}
     assert definition["objective"]["metric"] == "val_accuracy"
 

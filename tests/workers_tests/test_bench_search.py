@@ -185,3 +185,139 @@ def test_the_warm_start_figures_count_epochs_to_each_first_best() -> None:
     states = bench.states_per_schedule([warm, cold])
     assert states["cyclic"] == {"trials": 1, "COMPLETE": 0, "PRUNED": 1, "FAIL": 0}
     assert states["step"]["COMPLETE"] == 2
+
+
+_TINY = ("--task", "spirals-mlp", "--task-option", "n_train=256", "--task-option", "n_val=128")
+
+
+def _saved_runs(folder: Path, *, epochs: int = 2, seeds: tuple[int, ...] = (0, 1)) -> Path:
+    """A search.json of random and plain-Optuna runs, written by hand (no training)."""
+    runs = [
+        {
+            "method": method,
+            "seed": seed,
+            "seconds": 1.0,
+            "trials": [
+                {
+                    "number": n,
+                    "state": "COMPLETE",
+                    "value": 0.3 + 0.1 * n + 0.01 * seed + (0.05 if method == "optuna" else 0.0),
+                    "epochs": epochs,
+                    "schedule": ("step", "cosine")[n % 2],
+                    "learning_rate": 0.01,
+                }
+                for n in range(4)
+            ],
+        }
+        for method in ("random", "optuna")
+        for seed in seeds
+    ]
+    args = {
+        "task": "spirals-mlp",
+        "task_options": {"n_train": 256, "n_val": 128},
+        "trials": 4,
+        "epochs": epochs,
+        "seed_list": list(seeds),
+    }
+    folder.mkdir(parents=True)
+    (folder / "search.json").write_text(json.dumps({"args": args, "runs": runs}))
+    return folder
+
+
+def test_reuse_reports_saved_runs_with_the_new_ones_and_checks_they_match(
+    tmp_path: Path,
+) -> None:
+    bench = load_search()
+    saved = _saved_runs(tmp_path / "ro")
+    common = [*_TINY, "--trials", "4", "--epochs", "2", "--seeds", "2", "--reuse", str(saved)]
+    args = bench.parse_args(["--methods", "lrsearch", *common])
+    # Reused methods come first, so the target is random's; lrsearch still runs.
+    assert args.methods == ["random", "optuna", "lrsearch"]
+    assert sorted((r.method, r.seed) for r in args.reused) == [
+        ("optuna", 0),
+        ("optuna", 1),
+        ("random", 0),
+        ("random", 1),
+    ]
+    # A method asked for again is run, not loaded.
+    again = bench.parse_args(["--methods", "optuna", *common])
+    assert {r.method for r in again.reused} == {"random"}
+    # Fewer seeds than saved: only those are loaded.
+    one = bench.parse_args(["--methods", "", *common[:-4], "--seeds", "1", "--reuse", str(saved)])
+    assert sorted(r.seed for r in one.reused) == [0, 0]
+
+
+def test_reuse_rejects_runs_of_another_setup_listing_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_search()
+    saved = _saved_runs(tmp_path / "ro", epochs=3, seeds=(0,))
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(
+            [
+                *_TINY,
+                "--methods",
+                "lrsearch",
+                "--trials",
+                "4",
+                "--epochs",
+                "2",
+                "--seeds",
+                "2",
+                "--reuse",
+                f"{saved},{tmp_path / 'absent'}",
+            ]
+        )
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "epochs is 3, this run's is 2" in err
+    assert "method 'random' has no runs for seeds [1]" in err
+    assert "absent/search.json: cannot read its runs" in err
+    with pytest.raises(SystemExit):
+        bench.parse_args([*_TINY, "--methods", "", "--trials", "4", "--epochs", "2"])
+
+
+@pytest.mark.slow
+def test_reuse_runs_only_the_new_method_and_reports_all_three(tmp_path: Path) -> None:
+    saved = _saved_runs(tmp_path / "ro", seeds=(0,))
+    out = tmp_path / "out"
+    argv = [*_TINY, "--methods", "lrsearch", "--seeds", "1", "--trials", "4", "--epochs", "2"]
+    argv += ["--reuse", str(saved), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "search.py"), *argv],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    payload = json.loads((out / "search.json").read_text())
+    assert list(payload["summary"]["methods"]) == ["random", "optuna", "lrsearch"]
+    # The target is the saved random run's full-budget best: its last trial, 0.6.
+    assert payload["summary"]["target"] == pytest.approx(0.6)
+    assert payload["summary"]["methods"]["optuna"]["epochs_to_target"] == [8]  # 4th trial: 0.65
+    lrsearch = [r for r in payload["runs"] if r["method"] == "lrsearch"]
+    assert len(lrsearch) == 1
+    assert len(lrsearch[0]["trials"]) == 4
+    # Only lrsearch trained here: the log line per run names it alone.
+    assert "lrsearch seed 0" in done.stderr
+    assert "random " not in done.stderr
+
+
+def test_the_balancing_arms_differ_from_the_defaults_only_in_the_sampler() -> None:
+    from lrsearch.search_space import parse_definition
+
+    bench = load_search()
+    args = bench.parse_args(["--methods", "lrsearch,lrsearch-nobalance,lrsearch-noprotect"])
+    default = parse_definition(bench._study_raw(args, "lrsearch", 0, "a"))
+    off = parse_definition(bench._study_raw(args, "lrsearch-nobalance", 0, "a"))
+    unprotected = parse_definition(bench._study_raw(args, "lrsearch-noprotect", 0, "a"))
+    assert default.sampler.balance_schedules is True
+    assert default.sampler.protect_priority is True
+    assert off.sampler == default.sampler.model_copy(update={"balance_schedules": False})
+    assert unprotected.sampler == default.sampler.model_copy(update={"protect_priority": False})
+    # random stays the plain random sampler (as in runs saved before balancing existed).
+    random = parse_definition(bench._study_raw(args, "random", 0, "a"))
+    assert random.sampler.balance_schedules is False
