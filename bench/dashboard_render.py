@@ -148,7 +148,7 @@ def _visit(
     api_calls: list[Any] = []
     page.on("requestfinished", lambda r: api_calls.append(r) if "/api/v1/" in r.url else None)
     try:
-        page.goto(f"{base}/#/study/{name}")
+        page.goto(f"{base}/#/study/{name}", timeout=120_000)  # a loaded machine is slow
         page.wait_for_function(
             "() => (window.__lrsearchTimings || {}).withoutImportance", timeout=120_000
         )

@@ -47,8 +47,9 @@ from optuna.trial import FrozenTrial
 
 from lrsearch import storage
 from lrsearch.search_space import StudyDefinition, parse_definition, sample_config
+from lrsearch.storage._aggregates import refresh_study
 from lrsearch.storage._tables import studies as our_studies
-from lrsearch.storage._tables import trial_results, trial_runs
+from lrsearch.storage._tables import study_aggregates, trial_results, trial_runs
 
 DEFAULT_URL = os.environ.get(
     "LRSEARCH_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -149,7 +150,7 @@ def _drop_study(backend: storage.Backend, name: str) -> None:
         ):
             conn.execute(sa.text(f"DELETE FROM {table} WHERE study_id = :s"), {"s": sid})
         conn.execute(sa.text("DELETE FROM studies WHERE study_id = :s"), {"s": sid})
-        for ours in (trial_results, trial_runs, our_studies):
+        for ours in (trial_results, trial_runs, study_aggregates, our_studies):
             conn.execute(ours.delete().where(ours.c.study_id == sid))
 
 
@@ -318,10 +319,13 @@ def build_study(backend: storage.Backend, name: str, n: int, seed: int = 0) -> s
         )
         rows = [_summary_row(t, ids[t.number], sid) for t in fakes]
         _bulk(conn, "lrsearch_trials", tuple(rows[0]), (tuple(r.values()) for r in rows))
+        # The running totals that recording each trial would have kept.
+        refresh_study(conn, sid)
     if backend.dialect == "postgresql":
         with backend.engine.connect() as conn:
-            # Fresh statistics, as autovacuum would gather them on a live system.
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
+            # Fresh statistics and visibility map, as autovacuum would leave them on a
+            # live system (index-only scans need the latter).
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("VACUUM ANALYZE"))
     return storage.get_study(backend, name)
 
 

@@ -20,6 +20,7 @@ from lrsearch.service.metrics import Metrics, StorageCounts
 from lrsearch.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from lrsearch.service.openapi import API_PREFIX, build_openapi
 from lrsearch.service.routes import (
+    analysis,
     code,
     curves,
     dashboard,
@@ -158,7 +159,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Each router carries the full /api/v1 prefix, so the route templates that
     # label the metrics are the public paths.
-    for module in (studies, trials, code, protocol, results, schedules, curves, keys, ops):
+    for module in (
+        studies,
+        trials,
+        code,
+        protocol,
+        results,
+        schedules,
+        curves,
+        analysis,
+        keys,
+        ops,
+    ):
         app.include_router(module.router)
     app.include_router(dashboard.router)  # "/" and /static/*, hidden from the API docs
     app.include_router(docs.router)  # /docs and its Swagger UI files

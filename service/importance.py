@@ -3,8 +3,11 @@
 Optuna ranks only the parameters every completed trial has (the intersection
 search space), so the schedule-specific parameters, which exist only for
 trials of their schedule, drop out by themselves once several schedules have
-completed trials. A result stays valid until more trials finish: the cache is
-keyed by study and the number of finished trials.
+completed trials. Big studies are ranked on a bounded, evenly spread sample of
+their completed trials (:data:`IMPORTANCE_SAMPLE`). A result stays valid until
+more trials complete: the cache is keyed by study and the number of completed
+trials (read from the study's running totals), so pruned and failed trials do
+not invalidate it.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def compute_importance(
 
 
 class ImportanceCache:
-    """Importances per study, valid while its number of finished trials is unchanged.
+    """Importances per study, valid while its number of completed trials is unchanged.
 
     Thread-safe; keeps the ``size`` most recently used studies (0 disables it).
     """
@@ -116,21 +119,21 @@ class ImportanceCache:
         self._entries: OrderedDict[int, tuple[int, Importance]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, study_id: int, n_finished: int) -> Importance | None:
-        """The cached result if it was computed at ``n_finished`` finished trials."""
+    def get(self, study_id: int, n_complete: int) -> Importance | None:
+        """The cached result if it was computed at ``n_complete`` completed trials."""
         with self._lock:
             entry = self._entries.get(study_id)
-            if entry is None or entry[0] != n_finished:
+            if entry is None or entry[0] != n_complete:
                 return None
             self._entries.move_to_end(study_id)
             return entry[1]
 
-    def put(self, study_id: int, n_finished: int, result: Importance) -> None:
-        """Remember ``result`` for the study at ``n_finished`` finished trials."""
+    def put(self, study_id: int, n_complete: int, result: Importance) -> None:
+        """Remember ``result`` for the study at ``n_complete`` completed trials."""
         if self._size == 0:
             return
         with self._lock:
-            self._entries[study_id] = (n_finished, result)
+            self._entries[study_id] = (n_complete, result)
             self._entries.move_to_end(study_id)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from lrsearch.storage import _optuna_schema as _optuna
+from lrsearch.storage._aggregates import read_totals
 from lrsearch.storage._budget import CONFIRMATION_MARKER, CONFIRMATION_OF
 from lrsearch.storage._engine import Backend
 from lrsearch.storage._results import ScheduleStats, is_finite
@@ -133,6 +134,9 @@ class ConfirmedSchedule:
 
 def _groups(conn: Connection, record: StudyRecord) -> dict[str, list[Confirmed]]:
     """Every confirmed original per schedule type (the original's value first)."""
+    totals = read_totals(conn, [record.study_id])[record.study_id]
+    if not any(t.confirmation and t.n_complete for t in totals):
+        return {}  # no completed confirmation: spare the join over every trial
     ua, tr = _optuna.trial_user_attrs, trial_results.c
     done = sa.and_(tr.study_id == record.study_id, tr.state == "COMPLETE", is_finite(tr.value))
     conf = conn.execute(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Iterator
 from typing import Any, TypeGuard
 
 import sqlalchemy as sa
@@ -30,6 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Connection
 
 from lrsearch.storage import _optuna_schema as _optuna
+from lrsearch.storage._aggregates import add_result, refresh_study
+from lrsearch.storage._budget import CONFIRMATION_OF
 from lrsearch.storage._clock import db_now
 from lrsearch.storage._errors import InvalidInputError
 from lrsearch.storage._tables import trial_results, trial_runs
@@ -153,17 +156,42 @@ def savepoint(conn: Connection) -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 
-def _upsert(conn: Connection, row: dict[str, Any]) -> None:
+def _upsert(conn: Connection, row: dict[str, Any], *, confirmation: bool) -> None:
+    """Write the row and its share of the study's aggregates (storage._aggregates)."""
     trial_id = row["trial_id"]
     exists = conn.execute(
         sa.select(trial_results.c.trial_id).where(trial_results.c.trial_id == trial_id)
     ).first()
     if exists is None:
         conn.execute(trial_results.insert().values(**row))
+        add_result(conn, row, confirmation=confirmation)
     else:
         conn.execute(
             trial_results.update().where(trial_results.c.trial_id == trial_id).values(**row)
         )
+        # Rare (a re-record): the old row's share is not known here, so recount.
+        refresh_study(conn, row["study_id"])
+
+
+@contextlib.contextmanager
+def _one_transaction(conn: Connection) -> Iterator[None]:
+    """The summary row, its aggregates and the run row's removal, all or nothing.
+
+    PostgreSQL: the study lock's transaction already is one. SQLite: the lock's
+    connection autocommits each statement, so a short ``BEGIN IMMEDIATE`` here;
+    Optuna's connection is done writing this trial by now.
+    """
+    autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    if conn.dialect.name != "sqlite" or not autocommit:
+        yield
+        return
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.exec_driver_sql("ROLLBACK")
+        raise
+    conn.exec_driver_sql("COMMIT")
 
 
 def record_result(conn: Connection, frozen: FrozenTrial, *, retried: bool | None = None) -> None:
@@ -184,10 +212,16 @@ def record_result(conn: Connection, frozen: FrozenTrial, *, retried: bool | None
     runm: Any = run._mapping if run is not None else {}
     study_id = int(runm["study_id"]) if runm else study_id_of(conn, frozen._trial_id)
     row = _summary(conn, frozen, runm, study_id)
+    confirmation = CONFIRMATION_OF in frozen.user_attrs
+    with _one_transaction(conn):
+        _write(conn, row, frozen._trial_id, confirmation=confirmation)
+
+
+def _write(conn: Connection, row: dict[str, Any], trial_id: int, *, confirmation: bool) -> None:
     try:
         # A savepoint, so that a failed write leaves the lock's transaction usable.
         with savepoint(conn):
-            _upsert(conn, row)
+            _upsert(conn, row, confirmation=confirmation)
     except _UNWRITABLE as exc:
         # Something the checks above did not foresee: keep the row's skeleton
         # (state, value, number count for the results) and say what was lost.
@@ -201,5 +235,5 @@ def record_result(conn: Connection, frozen: FrozenTrial, *, retried: bool | None
             error=f"{row['error']}; {reason}" if row["error"] else reason,
         )
         with savepoint(conn):
-            _upsert(conn, skeleton)
-    conn.execute(trial_runs.delete().where(trial_runs.c.trial_id == frozen._trial_id))
+            _upsert(conn, skeleton, confirmation=confirmation)
+    conn.execute(trial_runs.delete().where(trial_runs.c.trial_id == trial_id))

@@ -16,7 +16,7 @@ from optuna.storages._rdb import models as optuna_models
 from lrsearch.storage._engine import Backend
 from lrsearch.storage._lock import _LOCK_NAMESPACE
 from lrsearch.storage._studies import read_study
-from lrsearch.storage._tables import studies, trial_results, trial_runs
+from lrsearch.storage._tables import studies, study_aggregates, trial_results, trial_runs
 
 
 def delete_study(backend: Backend, name: str, *, tenant: str | None = None) -> None:
@@ -40,7 +40,7 @@ def delete_study(backend: Backend, name: str, *, tenant: str | None = None) -> N
                 sa.text("SELECT pg_advisory_xact_lock(:ns, :sid)"),
                 {"ns": _LOCK_NAMESPACE, "sid": sid},
             )
-        for table in (trial_runs, trial_results, studies):
+        for table in (trial_runs, trial_results, study_aggregates, studies):
             conn.execute(table.delete().where(table.c.study_id == sid))
         _delete_optuna_rows(conn, sid)
 

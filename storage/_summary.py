@@ -14,7 +14,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from lrsearch.storage._budget import budget_counts, is_search_trial
+from lrsearch.storage._aggregates import (
+    best_of,
+    budget_of,
+    confirm_pending,
+    confirmation_marked,
+    read_totals,
+    unfinished_counts,
+)
+from lrsearch.storage._budget import is_search_trial
 from lrsearch.storage._results import (
     ROW_COLUMNS,
     TRIAL_STATES,
@@ -44,10 +52,18 @@ def _complete_with_value(record: StudyRecord) -> Any:
     )
 
 
+def _row_by_number(conn: Connection, record: StudyRecord, numbers: list[int]) -> list[TrialRow]:
+    tr = trial_results.c
+    query = sa.select(*ROW_COLUMNS).where(tr.study_id == record.study_id, tr.number.in_(numbers))
+    return [row_from_mapping(r._mapping) for r in conn.execute(query)]
+
+
 def best_trial(conn: Connection, record: StudyRecord) -> TrialRow | None:
     """The study's best COMPLETE trial with a finite value (ties: lowest number).
 
-    One indexed ``ORDER BY ... LIMIT 1`` lookup on ``lrsearch_trials``.
+    Its number from the study's aggregates (storage._aggregates), then one
+    indexed lookup of its row; :func:`storage._summary_scan.best_trial_scan` finds the same trial
+    in ``lrsearch_trials`` itself.
 
     Args:
         conn: A connection to the storage.
@@ -56,14 +72,12 @@ def best_trial(conn: Connection, record: StudyRecord) -> TrialRow | None:
     Returns:
         The best trial, or ``None`` while no trial has completed with a finite value.
     """
-    query = (
-        sa.select(*ROW_COLUMNS)
-        .where(_complete_with_value(record))
-        .order_by(best_first(trial_results.c.value, record.direction), trial_results.c.number)
-        .limit(1)
-    )
-    row = conn.execute(query).first()
-    return None if row is None else row_from_mapping(row._mapping)
+    totals = [
+        t for t in read_totals(conn, [record.study_id])[record.study_id] if not t.confirmation
+    ]
+    best = best_of(totals, record.direction)
+    rows = _row_by_number(conn, record, [best[1]]) if best is not None else []
+    return rows[0] if rows else None
 
 
 def _state_counts(conn: Connection) -> dict[str, int]:
@@ -103,20 +117,26 @@ def study_counts_by_state(conn: Connection) -> dict[str, int]:
     return {str(state): int(n) for state, n in conn.execute(query)}
 
 
+def _running_epochs(conn: Connection, record: StudyRecord) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(trial_runs)
+            .join(optuna_intermediate, optuna_intermediate.c.trial_id == trial_runs.c.trial_id)
+            .where(trial_runs.c.study_id == record.study_id)
+        ).scalar_one()
+    )
+
+
 def study_summary(conn: Connection, record: StudyRecord) -> StudySummary:
     """Counts per state, finished trials, best trial and epochs spent/saved.
 
-    A handful of small queries whatever the study's size:
-    :func:`storage.budget_counts` (a ``GROUP BY state`` over Optuna's
-    ``trials``, the source of truth for states, and the budget rule behind
-    ``finished`` and ``done``), one aggregate over
-    ``lrsearch_trials``, the best-trial lookup, and the epochs reported so far
-    by running trials.
-
-    ``finished`` counts COMPLETE + PRUNED + FAIL trials except failures that a
-    retry repeats. ``epochs_spent`` counts every epoch trained, retried
-    failures and running trials included; ``epochs_saved`` is the sum over
-    PRUNED trials of ``max_epochs - epochs_run``.
+    The same summary as :func:`storage._summary_scan.study_summary_scan` in a constant number of
+    small queries, whatever the study's size: the study's aggregates
+    (storage._aggregates: finished trials per state, retried failures, epochs,
+    the best trial's number), its RUNNING and WAITING trials through a partial
+    index, the best trial's row, the confirmation marker when the study has a
+    confirmation phase, and the epochs reported so far by running trials.
 
     Args:
         conn: A connection to the storage.
@@ -125,31 +145,25 @@ def study_summary(conn: Connection, record: StudyRecord) -> StudySummary:
     Returns:
         The summary; ``counts`` has all five states, zeros included.
     """
-    # budget_counts already groups the study's trials by state: reuse it.
-    budget = budget_counts(conn, record)
-    counts = {**dict.fromkeys(TRIAL_STATES, 0), **budget.by_state}
-    tr = trial_results.c
-    pruned = tr.state == "PRUNED"
-    spent, saved = conn.execute(
-        sa.select(
-            sa.func.coalesce(sa.func.sum(tr.epochs_run), 0),
-            sa.func.coalesce(
-                sa.func.sum(sa.case((pruned, record.max_epochs - tr.epochs_run), else_=0)), 0
-            ),
-        ).where(tr.study_id == record.study_id)
-    ).one()
-    running_epochs = conn.execute(
-        sa.select(sa.func.count())
-        .select_from(trial_runs)
-        .join(optuna_intermediate, optuna_intermediate.c.trial_id == trial_runs.c.trial_id)
-        .where(trial_runs.c.study_id == record.study_id)
-    ).scalar_one()
+    sid = record.study_id
+    totals = read_totals(conn, [sid])[sid]
+    spec = record.definition.confirm
+    marked = confirmation_marked(conn, [sid]) if spec is not None and spec.enabled else set()
+    budget = budget_of(
+        record,
+        totals,
+        unfinished_counts(conn, [sid])[sid],
+        confirm_pending=confirm_pending(record, marked),
+    )
+    best = best_of([t for t in totals if not t.confirmation], record.direction)
+    rows = _row_by_number(conn, record, [best[1]]) if best is not None else []
+    saved = sum(t.n_pruned * record.max_epochs - t.pruned_epochs for t in totals)
     return StudySummary(
-        counts=counts,
+        counts={**dict.fromkeys(TRIAL_STATES, 0), **budget.by_state},
         finished=budget.finished - budget.retried,
-        best=best_trial(conn, record),
-        epochs_spent=int(spent) + int(running_epochs),
-        epochs_saved=max(0, int(saved)),
+        best=rows[0] if rows else None,
+        epochs_spent=sum(t.epochs_run for t in totals) + _running_epochs(conn, record),
+        epochs_saved=max(0, saved),
         done=budget.done,
         confirmations={**dict.fromkeys(TRIAL_STATES, 0), **budget.confirm_by_state},
     )
@@ -199,13 +213,16 @@ def top_trials_per_schedule(
     return _top_per_schedule(conn, record, k)
 
 
-def _medians(conn: Connection, record: StudyRecord) -> dict[str, float]:
+def _medians(
+    conn: Connection, record: StudyRecord, *, confirmations: bool = True
+) -> dict[str, float]:
     tr = trial_results.c
     where = sa.and_(
         tr.study_id == record.study_id,
         tr.state.in_(("COMPLETE", "PRUNED")),
         is_finite(tr.value),
-        is_search_trial(tr.trial_id),
+        # A probe per row: spared when the study has no finished confirmation.
+        is_search_trial(tr.trial_id) if confirmations else sa.true(),
     )
     if conn.dialect.name == "postgresql":
         median = sa.func.percentile_cont(0.5).within_group(tr.value)
@@ -234,18 +251,89 @@ def _medians(conn: Connection, record: StudyRecord) -> dict[str, float]:
     return {str(s): float(v) for s, v in conn.execute(query) if s is not None and v is not None}
 
 
+def _medians_by_rank(
+    conn: Connection, record: StudyRecord, sizes: dict[str, int]
+) -> dict[str, float]:
+    """Each schedule's median from its middle one or two values, read by rank.
+
+    ``sizes`` (from the running totals) says how many COMPLETE and PRUNED
+    finite values each schedule has, so the middle ones are at known ranks:
+    per schedule, the two states' index ranges in value order, merged, from
+    that offset on (PostgreSQL reads them through the index without sorting).
+    The result equals :func:`_medians`'s: ``percentile_cont(0.5)``'s
+    interpolation on PostgreSQL, the mean of the two middle values on SQLite.
+    Only for studies without confirmation trials (they are not told apart here).
+    """
+    tr = trial_results.c
+    parts = []
+    for i, (schedule, n) in enumerate(sorted(sizes.items())):
+        if n < 1:
+            continue
+        states = [
+            sa.select(tr.value.label("value")).where(
+                tr.study_id == record.study_id,
+                tr.schedule == schedule,
+                tr.state == state,
+                is_finite(tr.value),
+            )
+            for state in ("COMPLETE", "PRUNED")
+        ]
+        if conn.dialect.name == "postgresql":
+            # Ordered parts let PostgreSQL merge the two index ranges instead of
+            # sorting; SQLite accepts no ORDER BY inside a compound select.
+            states = [part.order_by(tr.value) for part in states]
+        merged = sa.union_all(*states).subquery(f"m{i}")
+        parts.append(
+            sa.select(sa.literal(schedule).label("schedule"), merged.c.value)
+            .order_by(merged.c.value)
+            .offset((n - 1) // 2)
+            .limit(2 - n % 2)
+            .subquery(f"p{i}")
+        )
+    middle: dict[str, list[float]] = {}
+    if parts:
+        for schedule, value in conn.execute(sa.union_all(*(sa.select(p) for p in parts))):
+            middle.setdefault(str(schedule), []).append(float(value))
+    out = {}
+    for schedule, values in middle.items():
+        lo, hi = min(values), max(values)
+        out[schedule] = lo + 0.5 * (hi - lo) if conn.dialect.name == "postgresql" else (lo + hi) / 2
+    return out
+
+
+def _ranked(
+    record: StudyRecord,
+    counts: dict[str, tuple[int, int, int]],
+    medians: dict[str, float],
+    best: dict[str, TrialRow],
+) -> list[ScheduleStats]:
+    stats = [
+        ScheduleStats(
+            schedule=schedule,
+            best=best.get(schedule),
+            n_complete=counts.get(schedule, (0, 0, 0))[0],
+            n_pruned=counts.get(schedule, (0, 0, 0))[1],
+            n_failed=counts.get(schedule, (0, 0, 0))[2],
+            median_value=medians.get(schedule),
+        )
+        for schedule in dict.fromkeys(record.definition.search_space.schedules)
+    ]
+    row_key = best_key(record.direction)
+    with_best = [(s, s.best) for s in stats if s.best is not None]
+    # Schedules with a best trial first, best of all first; the rest keep definition order.
+    ranked = [s for s, _ in sorted(with_best, key=lambda pair: row_key(pair[1]))]
+    return ranked + [s for s in stats if s.best is None]
+
+
 def best_per_schedule(conn: Connection, record: StudyRecord) -> list[ScheduleStats]:
     """Best trial, counts and median final value for each schedule of the definition.
 
-    Ordered best value first (by the study's direction; ties by trial number),
-    schedules without a complete trial last in definition order. ``n_failed``
-    counts FAIL trials that no retry repeats, so the three counts add up to the
-    finished trials that count toward the budget. ``median_value`` is the
-    median of the final values of COMPLETE and PRUNED trials (a pruned trial's
-    final value is its last reported value).
-
-    Three queries whatever the study's size: counts per schedule, medians per
-    schedule, and one ``UNION ALL`` of indexed ``LIMIT 1`` lookups.
+    The same entries as :func:`storage._summary_scan.best_per_schedule_scan`, with the counts and
+    each schedule's best trial number from the study's aggregates
+    (storage._aggregates): one query for them, one for the best trials' rows,
+    and the medians, which no running total gives exactly (one aggregate over
+    the study's COMPLETE and PRUNED rows, without a per-row confirmation probe
+    when the study has no finished confirmation).
 
     Args:
         conn: A connection to the storage.
@@ -254,37 +342,14 @@ def best_per_schedule(conn: Connection, record: StudyRecord) -> list[ScheduleSta
     Returns:
         One entry per schedule of ``record.definition.search_space.schedules``.
     """
-    tr = trial_results.c
-
-    def count_if(cond: Any) -> Any:
-        return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
-
-    count_rows = conn.execute(
-        sa.select(
-            tr.schedule,
-            count_if(tr.state == "COMPLETE"),
-            count_if(tr.state == "PRUNED"),
-            count_if(sa.and_(tr.state == "FAIL", tr.retried.is_(False))),
-        )
-        .where(tr.study_id == record.study_id, is_search_trial(tr.trial_id))
-        .group_by(tr.schedule)
-    ).all()
-    counts = {str(s): (int(c), int(p), int(f)) for s, c, p, f in count_rows if s is not None}
-    medians = _medians(conn, record)
-    best = _top_per_schedule(conn, record, 1)
-    stats = [
-        ScheduleStats(
-            schedule=schedule,
-            best=best[schedule][0] if best[schedule] else None,
-            n_complete=counts.get(schedule, (0, 0, 0))[0],
-            n_pruned=counts.get(schedule, (0, 0, 0))[1],
-            n_failed=counts.get(schedule, (0, 0, 0))[2],
-            median_value=medians.get(schedule),
-        )
-        for schedule in best
-    ]
-    row_key = best_key(record.direction)
-    with_best = [(s, s.best) for s in stats if s.best is not None]
-    # Schedules with a best trial first, best of all first; the rest keep definition order.
-    ranked = [s for s, _ in sorted(with_best, key=lambda pair: row_key(pair[1]))]
-    return ranked + [s for s in stats if s.best is None]
+    totals = read_totals(conn, [record.study_id])[record.study_id]
+    search = {t.schedule: t for t in totals if not t.confirmation and t.schedule is not None}
+    counts = {s: (t.n_complete, t.n_pruned, t.n_fail - t.n_retried) for s, t in search.items()}
+    numbers = {b[1]: s for s, t in search.items() if (b := t.best(record.direction)) is not None}
+    rows = _row_by_number(conn, record, sorted(numbers)) if numbers else []
+    best = {numbers[row.number]: row for row in rows}
+    if any(t.confirmation for t in totals):
+        medians = _medians(conn, record)  # confirmations must be left out row by row
+    else:
+        medians = _medians_by_rank(conn, record, {s: t.n_valued for s, t in search.items()})
+    return _ranked(record, counts, medians, best)

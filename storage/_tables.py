@@ -94,3 +94,30 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False, default=False),
 )
+
+# Running totals of ``lrsearch_trials`` per study, kind of trial and schedule,
+# kept by storage._aggregates in the transaction that writes a summary row, so
+# that summaries read a handful of rows instead of every trial of a study.
+# ``schedule`` is '' for trials without one.
+study_aggregates = sa.Table(
+    "lrsearch_study_aggregates",
+    metadata,
+    sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("confirmation", sa.Boolean, primary_key=True),
+    sa.Column("schedule", sa.String(32), primary_key=True),
+    sa.Column("n_complete", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("n_pruned", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("n_fail", sa.Integer, nullable=False, server_default="0"),
+    # FAIL trials that a retry repeats (``retried``).
+    sa.Column("n_retried", sa.Integer, nullable=False, server_default="0"),
+    # COMPLETE and PRUNED trials with a finite value (the median's population).
+    sa.Column("n_valued", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("epochs_run", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("pruned_epochs", sa.BigInteger, nullable=False, server_default="0"),
+    # The largest and smallest finite value of a COMPLETE trial, each with the
+    # lowest trial number that has it.
+    sa.Column("max_value", sa.Float, nullable=True),
+    sa.Column("max_number", sa.Integer, nullable=True),
+    sa.Column("min_value", sa.Float, nullable=True),
+    sa.Column("min_number", sa.Integer, nullable=True),
+)

@@ -1,6 +1,7 @@
 """The API's routers, one module per concern."""
 
 from lrsearch.service.routes import (
+    analysis,
     code,
     curves,
     dashboard,
@@ -14,6 +15,7 @@ from lrsearch.service.routes import (
 )
 
 __all__ = [
+    "analysis",
     "code",
     "curves",
     "dashboard",

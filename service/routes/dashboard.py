@@ -1,7 +1,7 @@
 """The web dashboard: one HTML page, its script and stylesheet, and plotly.js.
 
 Everything comes from installed packages, so the dashboard works offline and
-needs no build step: our three files from ``service/static/``, and plotly.js
+needs no build step: our files from ``service/static/``, and plotly.js
 from the ``plotly`` Python package, which ships ``plotly.min.js`` (found at
 request time, never copied into the repository). The page itself holds no
 data; it reads the REST API with the API key the user enters.
@@ -26,6 +26,9 @@ router = APIRouter(include_in_schema=False)
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "views_trials.js": "text/javascript; charset=utf-8",
+    "views_analysis.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 # The page stores an API key in localStorage: allow no script but our own, and

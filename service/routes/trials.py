@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
 
 from lrsearch import storage
 from lrsearch.search_space import (
@@ -59,6 +60,9 @@ def enqueue_trial(body: EnqueueIn, record: WritableStudy, backend: BackendDep) -
     return EnqueuedOut(study=record.name, params=params)
 
 
+ScheduleName = Literal["step", "exponential", "cosine", "plateau", "cyclic", "warmup"]
+
+
 @router.get("", responses=problems(401, 403, 404, 422), summary="List trials")
 def get_trials(
     record: ReadableStudy,
@@ -66,17 +70,48 @@ def get_trials(
     state: Annotated[
         list[TrialStateName] | None, Query(description="Only these states (repeatable).")
     ] = None,
+    schedule: Annotated[
+        list[ScheduleName] | None, Query(description="Only these schedule types (repeatable).")
+    ] = None,
+    sort: Annotated[
+        storage.TrialSort | None,
+        Query(description="`number`, `value`, `state` or `schedule`; ties by number."),
+    ] = None,
     order: Annotated[
-        Literal["number", "value"],
-        Query(description="`number`, or `value`: best first by the study's direction."),
-    ] = "number",
+        Literal["asc", "desc", "number", "value"] | None,
+        Query(
+            description="`asc` or `desc` (default: `value` best first by the study's "
+            "direction, the others ascending). Without `sort`, `number` or `value` name "
+            "the sort, best first for `value`."
+        ),
+    ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
     limit: Annotated[int, Query(ge=1, le=storage.MAX_PAGE_SIZE)] = 50,
 ) -> TrialPage:
-    """A page of the study's trials, filtered by state and ordered by number or value."""
+    """A page of the study's trials, filtered by state and schedule type, sorted, keyset-paged."""
+    if order in ("number", "value"):
+        if sort is not None:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("query", "order"),
+                        "msg": "with `sort`, `order` must be `asc` or `desc`",
+                        "input": order,
+                    }
+                ]
+            )
+        sort, order = order, None
     with backend.engine.connect() as conn:
-        rows, next_cursor = storage.list_trials(
-            conn, record, states=state or None, order=order, cursor=cursor, limit=limit
+        rows, next_cursor = storage.list_trial_page(
+            conn,
+            record,
+            states=state or None,
+            schedules=schedule or None,
+            sort=sort or "number",
+            order=order if order in ("asc", "desc") else None,
+            cursor=cursor,
+            limit=limit,
         )
     return TrialPage(items=[trial_out(r) for r in rows], next_cursor=next_cursor)
 

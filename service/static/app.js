@@ -2,8 +2,12 @@
 // It reads only the REST API (/api/v1) with the user's API key, and asks for
 // aggregates and a bounded number of curves, never for every trial of a study.
 //
-// Routes (after #): #/ studies, #/study/NAME, #/study/NAME/trial/N, #/task/NAME (best
-// schedules across the task's studies).
+// Routes (after #): #/ studies, #/study/NAME, #/study/NAME/trials (all trials),
+// #/study/NAME/analysis, #/study/NAME/trial/N, #/task/NAME (best schedules across the
+// task's studies).
+// This file is the core (API access, routing, the studies list and the study page); it
+// publishes its helpers as window.LR for charts.js, views_trials.js and views_analysis.js,
+// which index.html loads after it, and starts once all of them are in (DOMContentLoaded).
 // Tests and the render benchmark wait for document.body.dataset.rendered
 // (the view's name) and read window.__lrsearchRendered (performance.now()).
 "use strict";
@@ -13,16 +17,9 @@
   const KEY_STORAGE = "lrsearch.apiKey";
   const POLL_MS = 3000;
   const CURVES_PER_SCHEDULE = 3;
-  const TASK_TOP = 3; // trials per schedule type on the task page
   const PRUNED_CURVES = 10;
   const SCATTER_POINTS = 2000;
   const IMPORTANCE_EVERY_MS = 30000;
-  const COLOURS = {
-    step: "#1f77b4", exponential: "#ff7f0e", cosine: "#2ca02c",
-    plateau: "#d62728", cyclic: "#9467bd", warmup: "#8c564b",
-  };
-  const EXTRA_COLOURS = ["#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
-  const PLOT_CONFIG = { displaylogo: false, responsive: true };
 
   const $ = (id) => document.getElementById(id);
   const enc = encodeURIComponent;
@@ -59,16 +56,19 @@
   let me = null; // {tenant, scope} of apiKey, from GET /whoami
   let keysChecked = true; // false when the service runs without keys (LRSEARCH_AUTH_DISABLED)
 
-  async function api(path, { method = "GET", key = apiKey } = {}) {
+  async function api(path, { method = "GET", key = apiKey, body } = {}) {
     const headers = { Accept: "application/json" };
     if (key) headers.Authorization = `Bearer ${key}`;
-    const response = await fetch(API + path, { method, headers, cache: "no-store" });
-    const body = await response.json().catch(() => null);
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(API + path, {
+      method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const answer = await response.json().catch(() => null);
     if (!response.ok) {
       // Errors are RFC 9457 problems: `detail` says what went wrong.
-      throw new ApiError(response.status, (body && body.detail) || response.statusText);
+      throw new ApiError(response.status, (answer && answer.detail) || response.statusText);
     }
-    return body;
+    return answer;
   }
 
   // ------------------------------------------------------------------- helpers
@@ -92,13 +92,6 @@
   const studyHash = (name) => `#/study/${enc(name)}`;
   const trialHash = (name, number) => `${studyHash(name)}/trial/${number}`;
   const taskHash = (task) => `#/task/${enc(task)}`;
-
-  const scheduleOrder = [];
-  function colour(schedule) {
-    if (COLOURS[schedule]) return COLOURS[schedule];
-    if (!scheduleOrder.includes(schedule)) scheduleOrder.push(schedule);
-    return EXTRA_COLOURS[scheduleOrder.indexOf(schedule) % EXTRA_COLOURS.length];
-  }
 
   function age(iso) {
     const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
@@ -127,9 +120,11 @@
 
   // --------------------------------------------------------- views and routing
 
-  const VIEWS = ["key-view", "studies-view", "study-view", "trial-view", "task-view"];
+  const VIEWS = ["key-view", "studies-view", "study-view", "trial-view", "task-view",
+    "trials-view", "analysis-view"];
   const CHARTS = ["chart-lr", "chart-learning", "chart-importance", "chart-scatter",
-    "chart-lr-range", "trial-chart-lr", "trial-chart-learning"];
+    "chart-lr-range", "trial-chart-lr", "trial-chart-learning", "chart-running",
+    "chart-history", "chart-history-epochs", "chart-parallel"];
   let view = 0; // bumped on every navigation: stale responses and polls check it and stop
   let pollTimer = null;
 
@@ -144,7 +139,8 @@
 
   // Removes every piece of data from the page (wrong or forgotten key).
   function clearData() {
-    for (const id of ["studies-table", "leaderboard", "trial-params", "trial-facts", "trial-metrics"]) {
+    for (const id of ["studies-table", "leaderboard", "trial-params", "trial-facts", "trial-metrics",
+      "all-trials", "running-table"]) {
       $(id).tBodies[0].replaceChildren();
     }
     $("trial-metrics").tHead.replaceChildren();
@@ -156,6 +152,10 @@
     $("pytorch-box").hidden = true;
     $("lr-range-box").hidden = true;
     $("task-best").replaceChildren();
+    $("study-note").replaceChildren();
+    $("slice-charts").replaceChildren();
+    $("running-box").hidden = true;
+    $("study-failures").hidden = true;
   }
 
   function askForKey(message) {
@@ -215,11 +215,15 @@
     const [kind, name, sub, number] = parts;
     let run;
     if (kind === "study" && name && sub === "trial" && /^\d+$/.test(number || "")) {
-      run = showTrial(token, name, Number(number));
+      run = LR.views.trial(token, name, Number(number));
+    } else if (kind === "study" && name && sub === "trials") {
+      run = LR.views.trials(token, name);
+    } else if (kind === "study" && name && sub === "analysis") {
+      run = LR.views.analysis(token, name);
     } else if (kind === "study" && name) {
       run = showStudy(token, name);
     } else if (kind === "task" && name) {
-      run = showTask(token, name);
+      run = LR.views.task(token, name);
     } else {
       run = showStudies(token);
     }
@@ -297,6 +301,7 @@
       stateCell(s),
       el("td", { className: "num", "data-field": "progress" }, `${s.finished}/${s.n_trials}`),
       el("td", { className: "num" }, s.counts.RUNNING),
+      el("td", { className: s.counts.FAIL ? "num failed-count" : "num", "data-field": "failed" }, s.counts.FAIL),
       el("td", { className: "num" }, num(s.best_value)),
       el("td", { title: s.created_at }, age(s.created_at)),
     )));
@@ -341,7 +346,7 @@
       askedAt = Date.now();
       inFlight = fetchOnce()
         .then(async (importance) => {
-          if (token === view) await drawImportance(await plotlyReady, importance);
+          if (token === view) await LR.charts.drawImportance(await plotlyReady, importance);
         })
         .finally(() => {
           inFlight = null;
@@ -358,7 +363,9 @@
     $("pytorch-box").hidden = true; // another study's code must not linger
     $("study-name").textContent = name;
     window.__lrsearchTimings = {};
-    placeholder($("chart-importance"), "Computing parameter importance…");
+    LR.charts.placeholder($("chart-importance"), "Computing parameter importance…");
+    $("study-trials-link").href = `${studyHash(name)}/trials`;
+    $("study-analysis-link").href = `${studyHash(name)}/analysis`;
     // Everything at once: the study, its results, importance and the key's scope are independent.
     const importance = importanceFeed(token, name);
     const importanceDrawn = importance("first", true);
@@ -371,11 +378,13 @@
     show("study-view");
     renderStudyHeader(study);
     renderLeaderboard(name, results.schedules);
+    // Running trials, pace, failures and the note (views_analysis.js), beside the charts.
+    const extras = LR.study.update(token, name, study, true);
     await plotlyReady;
     window.__lrsearchTimings.plotly = performance.now();
-    await drawStudyCharts(name, study, results);
+    await LR.charts.drawStudyCharts(name, study, results);
     window.__lrsearchTimings.withoutImportance = performance.now();
-    await importanceDrawn;
+    await Promise.all([importanceDrawn, extras]);
     if (token !== view) return;
     markRendered("study");
     let seen = resultsKey(study);
@@ -385,12 +394,14 @@
       const now = await api(`/studies/${enc(name)}`);
       if (token !== view) return;
       renderStudyHeader(now);
+      await LR.study.update(token, name, now, false);
+      if (token !== view) return;
       if (resultsKey(now) !== seen) {
         const fresh = await loadResults(name);
         if (token !== view) return;
         seen = resultsKey(now);
         renderLeaderboard(name, fresh.schedules);
-        await drawStudyCharts(name, now, fresh);
+        await LR.charts.drawStudyCharts(name, now, fresh);
         document.body.dataset.updates = String(++updates);
         importance(seen, !isLive(now)).catch((e) => fail(token, e));
       }
@@ -472,7 +483,7 @@
       const b = s.best || {};
       return el("tr", { "data-schedule": s.schedule },
         cell("schedule", s.schedule, undefined,
-          el("span", { className: "swatch", style: `background:${colour(s.schedule)}` }), s.schedule),
+          el("span", { className: "swatch", style: `background:${LR.charts.colour(s.schedule)}` }), s.schedule),
         cell("value", b.value, "num", num(b.value)),
         cell("learning_rate", b.learning_rate, "num", lr(b.learning_rate)),
         cell("batch_size", b.batch_size, "num", plain(b.batch_size)),
@@ -546,267 +557,6 @@
     $("pytorch-box").dataset.trial = String(number);
   }
 
-  const layout = (extra) => ({
-    margin: { l: 64, r: 16, t: 12, b: 44 },
-    uirevision: "keep", // keep the user's zoom and legend clicks across live updates
-    legend: { font: { size: 11 }, groupclick: "toggleitem" },
-    hovermode: "closest",
-    ...extra,
-  });
-
-  function curveTrace(c, y, x, extra) {
-    const pruned = c.group === "pruned";
-    return {
-      type: "scatter", mode: "lines", x, y,
-      name: pruned ? `#${c.number} pruned` : `#${c.number}`,
-      legendgroup: c.schedule, legendgrouptitle: { text: c.schedule },
-      line: { color: colour(c.schedule), width: pruned ? 1 : 2, dash: pruned ? "dash" : "solid" },
-      opacity: pruned ? 0.45 : 1,
-      hovertemplate: `${c.schedule} #${c.number}${pruned ? " (pruned)" : ""}<br>epoch %{x}: %{y:.4g}<extra></extra>`,
-      ...extra,
-    };
-  }
-
-  async function drawStudyCharts(name, study, results) {
-    const Plotly = await plotlyReady;
-    const items = results.curves.items;
-    const top = items.filter((c) => c.group !== "pruned");
-    const epochAxis = { title: { text: "epoch" }, dtick: study.max_epochs <= 20 ? 1 : undefined };
-    const draws = [
-      Plotly.react($("chart-lr"),
-        top.map((c) => curveTrace(c, c.lr_curve, c.lr_curve.map((_, i) => i))),
-        layout({ xaxis: epochAxis, yaxis: { title: { text: "learning rate" }, type: "log", exponentformat: "e" } }),
-        PLOT_CONFIG),
-      Plotly.react($("chart-learning"),
-        items.map((c) => curveTrace(c, c.values, c.epochs)),
-        layout({ xaxis: epochAxis, yaxis: { title: { text: study.metric } } }),
-        PLOT_CONFIG),
-      drawScatter(Plotly, name, study, results.scatter),
-      drawLrRange(Plotly, study.lr_range),
-    ];
-    await Promise.all(draws);
-  }
-
-  // A message in place of a chart (removing the chart if there was one).
-  function placeholder(div, text) {
-    if (window.Plotly) window.Plotly.purge(div);
-    div.replaceChildren(el("p", { className: "message" }, text));
-  }
-
-  function drawImportance(Plotly, importance) {
-    const div = $("chart-importance");
-    if (importance.unavailable) {
-      placeholder(div, `Not enough finished trials to rank the parameters yet (${importance.unavailable}).`);
-      return Promise.resolve();
-    }
-    if (importance.warning) {
-      // Too few trials for a ranking to mean anything: say so instead of drawing bars.
-      placeholder(div, `Parameter importance is ${importance.warning}.`);
-      return Promise.resolve();
-    }
-    div.querySelector(".message")?.remove();
-    const names = Object.keys(importance.importances).reverse(); // largest at the top
-    return Plotly.react(div, [{
-      type: "bar", orientation: "h", name: importance.evaluator,
-      y: names, x: names.map((n) => importance.importances[n]),
-      marker: { color: "#2f6fde" },
-      hovertemplate: "%{y}: %{x:.3f}<extra></extra>",
-    }], layout({
-      yaxis: { automargin: true },
-      xaxis: { title: { text: `importance (${importance.evaluator}, ${importance.n_complete} complete trials)` } },
-    }), PLOT_CONFIG);
-  }
-
-  // An `auto` study's LR range test (Smith): the smoothed training loss while the learning
-  // rate rose exponentially, with the bounds the trials sample in shaded. Other studies
-  // have none: no chart at all, not an empty one.
-  function drawLrRange(Plotly, range) {
-    const box = $("lr-range-box");
-    const div = $("chart-lr-range");
-    if (!range || !Array.isArray(range.lrs) || !range.lrs.length) {
-      box.hidden = true;
-      Plotly.purge(div);
-      return Promise.resolve();
-    }
-    box.hidden = false;
-    const finite = range.losses.filter(Number.isFinite);
-    const lowest = Math.min(...finite);
-    // A diverging tail would flatten the interesting part: the y axis stops a little above
-    // the highest loss seen before the chosen upper bound.
-    const upTo = range.losses.filter((l, i) => Number.isFinite(l) && range.lrs[i] <= range.high);
-    const top = Math.min(Math.max(...finite), Math.max(...(upTo.length ? upTo : finite)) * 1.15);
-    const pad = (top - lowest) * 0.05 || Math.abs(top) * 0.05 || 1;
-    const yRange = [lowest - pad, top + pad];
-    const bound = (which, x) => ({
-      type: "scatter", mode: "lines", x: [x, x], y: yRange, name: `${which} ${lr(x)}`,
-      meta: which, line: { color: "#2f6fde", width: 1.5, dash: "dash" },
-      hovertemplate: `${which} bound: ${lr(x)}<extra></extra>`,
-    });
-    $("lr-range-caption").textContent = `LR range test: ${range.batches ?? range.lrs.length} batches` +
-      `${range.diverged ? ", stopped when the loss diverged" : ""}; trials sample between ` +
-      `${lr(range.low)} and ${lr(range.high)} (shaded)`;
-    return Plotly.react(div, [
-      {
-        type: "scatter", mode: "lines", x: range.lrs, y: range.losses, name: "loss", meta: "curve",
-        line: { color: "#1d2430", width: 2 },
-        hovertemplate: "lr %{x:.2e}: loss %{y:.4g}<extra></extra>",
-      },
-      bound("low", range.low),
-      bound("high", range.high),
-    ], layout({
-      // One tick per decade, written as a power of ten.
-      xaxis: { title: { text: "learning rate" }, type: "log", dtick: 1, exponentformat: "power" },
-      yaxis: { title: { text: "training loss (smoothed)" }, range: yRange },
-      shapes: [{
-        type: "rect", xref: "x", yref: "paper", x0: range.low, x1: range.high, y0: 0, y1: 1,
-        fillcolor: "rgba(47, 111, 222, 0.12)", line: { width: 0 }, layer: "below",
-      }],
-    }), PLOT_CONFIG);
-  }
-
-  function drawScatter(Plotly, name, study, scatter) {
-    const bySchedule = new Map();
-    // Complete trials first: a trace's legend entry takes its first point's symbol.
-    const order = scatter.numbers.map((_, i) => i)
-      .sort((a, b) => (scatter.states[a] === "PRUNED") - (scatter.states[b] === "PRUNED"));
-    order.forEach((i) => {
-      const number = scatter.numbers[i];
-      const schedule = scatter.schedules[i] || "?";
-      if (!bySchedule.has(schedule)) bySchedule.set(schedule, { x: [], y: [], n: [], symbol: [] });
-      const t = bySchedule.get(schedule);
-      t.x.push(scatter.learning_rates[i]);
-      t.y.push(scatter.values[i]);
-      t.n.push(number);
-      t.symbol.push(scatter.states[i] === "PRUNED" ? "circle-open" : "circle");
-    });
-    const traces = [...bySchedule].map(([schedule, t]) => ({
-      type: "scatter", mode: "markers", name: schedule, x: t.x, y: t.y, customdata: t.n,
-      marker: { color: colour(schedule), symbol: t.symbol, size: 6, opacity: 0.75 },
-      hovertemplate: `${schedule} #%{customdata}<br>lr %{x:.2e}: %{y:.4g}<extra></extra>`,
-    }));
-    const shown = scatter.numbers.length;
-    $("scatter-caption").textContent = `Objective vs learning rate (${shown === scatter.total
-      ? `${shown} finished trials` : `${shown} of ${scatter.total} finished trials, evenly sampled`}; open: pruned)`;
-    const div = $("chart-scatter");
-    div.dataset.study = name;
-    return Plotly.react(div, traces, layout({
-      xaxis: { title: { text: "learning rate" }, type: "log", exponentformat: "e" },
-      yaxis: { title: { text: `final ${study.metric}` } },
-    }), PLOT_CONFIG).then(() => {
-      if (!div.dataset.clickable) { // a point opens its trial; bind once per div
-        div.dataset.clickable = "1";
-        div.on("plotly_click", (e) => {
-          const number = e.points[0] && e.points[0].customdata;
-          if (number !== undefined) location.hash = trialHash(div.dataset.study, number);
-        });
-      }
-    });
-  }
-
-  // --------------------------------------------------------------------- task
-
-  // What the tenant has learnt about a task: GET /schedules/best, one table per direction
-  // (values of studies that maximize and of those that minimize are never compared).
-  async function showTask(token, task) {
-    setCrumbs([[`task ${task}`, null]]);
-    $("task-name").textContent = `Best schedules for task ${task}`;
-    const [body] = await Promise.all([api(`/schedules/best?task=${enc(task)}&top=${TASK_TOP}`), whoami()]);
-    if (token !== view) return;
-    renderTask(body);
-    show("task-view");
-    markRendered("task");
-  }
-
-  function renderTask(body) {
-    $("task-empty").hidden = body.items.length > 0;
-    $("task-empty").textContent = `No completed trial in any of your studies of task ${body.task} yet.`;
-    const directions = [...new Set(body.items.map((g) => g.direction))];
-    $("task-best").replaceChildren(...directions.map((direction) => {
-      const groups = body.items.filter((g) => g.direction === direction);
-      const rows = groups.flatMap((g) => g.trials.map((t, rank) => el("tr", {
-        "data-direction": direction, "data-schedule": g.schedule, "data-rank": rank,
-        "data-study": t.study, "data-number": t.number,
-      },
-      el("td", { "data-field": "schedule" }, rank ? "" : el("span", {},
-        el("span", { className: "swatch", style: `background:${colour(g.schedule)}` }), g.schedule)),
-      el("td", { className: "num", "data-field": "rank" }, rank + 1),
-      el("td", { "data-field": "study" }, el("a", { href: studyHash(t.study) }, t.study)),
-      el("td", { className: "num", "data-field": "number" }, el("a", { href: trialHash(t.study, t.number) }, `#${t.number}`)),
-      el("td", { className: "num", "data-field": "value", "data-raw": JSON.stringify(t.value) }, num(t.value)),
-      el("td", { "data-field": "metric" }, t.metric),
-      el("td", { className: "num", "data-field": "epochs_trained" }, `${t.epochs_trained}/${t.max_epochs}`),
-      el("td", { className: "num", "data-field": "learning_rate" }, lr(t.learning_rate)),
-      el("td", { className: "num", "data-field": "batch_size" }, plain(t.batch_size)),
-      el("td", { className: "settings", "data-field": "settings" }, settingsContent(t.settings)),
-      )));
-      return el("section", { "data-direction": direction },
-        el("h2", {}, `Studies that ${direction} their metric`),
-        el("table", { className: "grid task-best" },
-          el("thead", {}, el("tr", {}, ...["Schedule", "Rank", "Study", "Trial", "Value", "Metric",
-            "Epochs", "Learning rate", "Batch", "PyTorch scheduler"].map((h) => el("th", {}, h)))),
-          el("tbody", {}, ...rows)));
-    }));
-  }
-
-  // -------------------------------------------------------------------- trial
-
-  async function showTrial(token, name, number) {
-    setCrumbs([[name, studyHash(name)], [`trial #${number}`, null]]);
-    const load = () => Promise.all([api(`/studies/${enc(name)}/trials/${number}`), api(`/studies/${enc(name)}`)]);
-    const [[trial, study]] = await Promise.all([load(), whoami()]);
-    if (token !== view) return;
-    show("trial-view");
-    await renderTrial(trial, study);
-    if (token !== view) return;
-    markRendered("trial");
-    const active = (t) => t.state === "RUNNING" || t.state === "WAITING";
-    const refresh = async () => {
-      const [t, s] = await load();
-      if (token !== view) return;
-      await renderTrial(t, s);
-      if (active(t)) pollLater(token, refresh);
-    };
-    if (active(trial)) pollLater(token, refresh);
-  }
-
-  async function renderTrial(t, study) {
-    $("trial-title").textContent = `Trial #${t.number} · ${t.schedule || "?"} · ${study.metric} ${num(t.value)}`;
-    badge($("trial-state"), t.state);
-    $("trial-live").textContent = t.state === "RUNNING" ? `live · updated ${new Date().toLocaleTimeString()}` : "";
-    $("trial-error").textContent = t.error ? `Error: ${t.error}` : "";
-    $("trial-error").hidden = !t.error;
-    const rows = (pairs) => pairs.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { className: "num" }, v)));
-    $("trial-params").tBodies[0].replaceChildren(...rows(Object.keys(t.params).sort()
-      .map((k) => [k, typeof t.params[k] === "number" ? String(Number(t.params[k].toPrecision(6))) : plain(t.params[k])])));
-    $("trial-facts").tBodies[0].replaceChildren(...rows([
-      ["value", num(t.value)], ["epochs run", t.epochs_run],
-      ["duration", Number.isFinite(t.duration_s) ? `${t.duration_s.toFixed(1)} s` : "—"],
-      ["worker", plain(t.worker)], ["device", plain(t.device)],
-      ["started", plain(t.datetime_start)], ["completed", plain(t.datetime_complete)],
-      ["retry of", t.retry_of === null ? "—" : `#${t.retry_of}`],
-    ]));
-    // Metrics: one row per epoch, one column per key any epoch reported.
-    const keys = [...new Set(t.metrics.flatMap((m) => Object.keys(m)))];
-    const cellText = (v) => (typeof v === "number" ? String(Number(v.toPrecision(5))) : plain(v));
-    $("trial-metrics").tHead.replaceChildren(el("tr", {}, ...keys.map((k) => el("th", {}, k))));
-    $("trial-metrics").tBodies[0].replaceChildren(...t.metrics.map((m) =>
-      el("tr", {}, ...keys.map((k) => el("td", { className: "num" }, cellText(m[k]))))));
-
-    const Plotly = await plotlyReady;
-    const epochs = Object.keys(t.intermediate_values).map(Number).sort((a, b) => a - b);
-    const c = { number: t.number, schedule: t.schedule || "?", group: t.state === "PRUNED" ? "pruned" : "top" };
-    const epochAxis = { title: { text: "epoch" }, dtick: study.max_epochs <= 20 ? 1 : undefined };
-    await Promise.all([
-      Plotly.react($("trial-chart-lr"), [curveTrace(c, t.lr_curve, t.lr_curve.map((_, i) => i))],
-        layout({ showlegend: false, xaxis: epochAxis, yaxis: { title: { text: "learning rate" }, type: "log", exponentformat: "e" } }),
-        PLOT_CONFIG),
-      Plotly.react($("trial-chart-learning"),
-        [curveTrace(c, epochs.map((e) => t.intermediate_values[e]), epochs)],
-        layout({ showlegend: false, xaxis: epochAxis, yaxis: { title: { text: study.metric } } }),
-        PLOT_CONFIG),
-    ]);
-  }
-
   // ---------------------------------------------------------------- key form
 
   $("key-form").addEventListener("submit", async (event) => {
@@ -832,11 +582,23 @@
   $("forget-key").addEventListener("click", () => askForKey(""));
   window.addEventListener("hashchange", route);
 
+  // What the other scripts use; `current()` is the navigation token, `me()` the key's scope.
+  const LR = {
+    $, el, api, ApiError, enc, num, lr, fixed, plain, age, studyHash, trialHash, taskHash,
+    setCrumbs, badge, show, markRendered, pollLater, fail, whoami, plotlyReady, isLive,
+    settingsContent, showError, current: () => view, me: () => me, POLL_MS,
+    views: {}, study: null, charts: null,
+  };
+  window.LR = LR;
+
   // Without a stored key, ask only if the service checks keys (`lrsearch demo --serve`
   // on a loopback address does not): /whoami answers a request without one then.
-  (apiKey ? Promise.resolve() : api("/whoami", { key: null }).then((who) => {
-    me = who;
-    keysChecked = false;
-    showWhoami();
-  }).catch(() => {})).finally(route);
+  // The other scripts (deferred after this one) are all in by DOMContentLoaded.
+  document.addEventListener("DOMContentLoaded", () => {
+    (apiKey ? Promise.resolve() : api("/whoami", { key: null }).then((who) => {
+      me = who;
+      keysChecked = false;
+      showWhoami();
+    }).catch(() => {})).finally(route);
+  });
 })();

@@ -48,7 +48,7 @@ def _db_upgrade(url: str) -> tuple[int, str, str]:
 def test_fresh_database_gets_every_revision_and_matches_the_tables(fresh_url: str) -> None:
     done = storage.upgrade_database(fresh_url)
     applied = [line.split(":")[0] for line in done]
-    assert applied == ["applied revision 0001", "applied revision 0002"]
+    assert applied == ["applied revision 0001", "applied revision 0002", "applied revision 0003"]
     assert scalar(fresh_url, f"SELECT version_num FROM {VERSION_TABLE}") == head_revision()
     # Optuna's own version table is Optuna's: still its head, never ours.
     assert scalar(fresh_url, "SELECT version_num FROM alembic_version") == optuna_head()
