@@ -144,6 +144,30 @@ def budget_counts(conn: Connection, record: StudyRecord) -> BudgetCounts:
     )
 
 
+def claim_counts(conn: Connection, record: StudyRecord) -> tuple[int, int] | None:
+    """What a claim needs to know, from one count over the study's trials, when that suffices.
+
+    ``(waiting, total)``: the study's WAITING trials (search and confirmations)
+    and all its trials. ``None`` when ``total`` reaches ``n_trials``: only then
+    can the budget be spent or the search be over, and the claim must ask
+    :func:`budget_counts`, which joins the user attrs (retries and
+    confirmations) of every trial of the study. Below that, the answer of
+    :func:`budget_counts` is known without them: ``used`` <= ``total`` <
+    ``n_trials`` leaves budget, and ``search_done`` is false (``finished`` <=
+    ``total``), so no confirmation phase can be due.
+    """
+    rows = conn.execute(
+        sa.select(STATE_TEXT, sa.func.count())
+        .where(_optuna_trials.c.study_id == record.study_id)
+        .group_by(STATE_TEXT)
+    ).all()
+    counts = {str(state): int(n) for state, n in rows}
+    total = sum(counts.values())
+    if total >= record.n_trials:
+        return None
+    return counts.get("WAITING", 0), total
+
+
 def is_search_trial(trial_id: Any) -> Any:
     """SQL condition: the trial with this id is no confirmation (one indexed probe per row)."""
     return ~sa.exists().where(

@@ -74,15 +74,18 @@ def default_application_name() -> str:
     return f"lrsearch:{os.getpid()}"
 
 
-def _engine_kwargs(url: str, pool_size: int, application_name: str | None) -> dict[str, Any]:
+def _engine_kwargs(
+    url: str, pool_size: int, application_name: str | None, pre_ping: bool = True
+) -> dict[str, Any]:
     if is_sqlite(url):
         # Several processes share one file: wait for locks instead of failing at once.
         return {"connect_args": {"timeout": 60}}
     return {
         "pool_size": pool_size,
         "max_overflow": pool_size,
-        # A restarted server leaves dead sockets in the pool; test each on checkout.
-        "pool_pre_ping": True,
+        # A restarted server leaves dead sockets in the pool; test each on checkout,
+        # unless the caller retries every call itself (see open_backend).
+        "pool_pre_ping": pre_ping,
         "pool_recycle": 1800,
         "connect_args": {
             "connect_timeout": 10,
@@ -93,7 +96,13 @@ def _engine_kwargs(url: str, pool_size: int, application_name: str | None) -> di
     }
 
 
-def make_engine(url: str, *, pool_size: int = 2, application_name: str | None = None) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 2,
+    application_name: str | None = None,
+    pre_ping: bool = True,
+) -> Engine:
     """An engine for our own tables, sized for one worker or one service process.
 
     Args:
@@ -101,12 +110,14 @@ def make_engine(url: str, *, pool_size: int = 2, application_name: str | None = 
         pool_size: Connections kept open; as many again may be opened at peaks.
         application_name: PostgreSQL ``application_name`` of every session
             (default ``lrsearch:<pid>``); ignored for SQLite.
+        pre_ping: Test every pooled connection on checkout (PostgreSQL);
+            see :func:`open_backend`.
 
     Raises:
         UnsupportedStorageError: See :func:`check_url`.
     """
     url = check_url(url)
-    engine = sa.create_engine(url, **_engine_kwargs(url, pool_size, application_name))
+    engine = sa.create_engine(url, **_engine_kwargs(url, pool_size, application_name, pre_ping))
     if is_sqlite(url):
 
         @sa.event.listens_for(engine, "connect")
@@ -140,7 +151,11 @@ class Backend:
 
 
 def open_backend(
-    url: str | None = None, *, pool_size: int = 2, application_name: str | None = None
+    url: str | None = None,
+    *,
+    pool_size: int = 2,
+    application_name: str | None = None,
+    pre_ping: bool = True,
 ) -> Backend:
     """Connect to the storage: create Optuna's schema if missing, migrate our tables.
 
@@ -157,13 +172,22 @@ def open_backend(
         url: SQLAlchemy URL; default :func:`resolve_url`.
         pool_size: Per engine (ours and Optuna's); see :func:`make_engine`.
         application_name: PostgreSQL ``application_name`` of both engines' sessions.
+        pre_ping: Test each pooled connection with a round trip before use
+            (PostgreSQL), so that a restarted server costs no failed call. A
+            caller that retries every call on :class:`StorageUnavailableError`
+            (the worker loop) turns it off: without it, the first statement on
+            a dead connection fails, SQLAlchemy invalidates the whole pool
+            (every connection older than the failure), and the retry connects
+            afresh. It saves one round trip per checkout.
 
     Raises:
         UnsupportedStorageError: Not SQLite or PostgreSQL through psycopg.
         SchemaVersionError: Optuna's tables are at another revision, or ours
             at one this code does not know.
     """
-    backend, _ = _open(url, pool_size=pool_size, application_name=application_name)
+    backend, _ = _open(
+        url, pool_size=pool_size, application_name=application_name, pre_ping=pre_ping
+    )
     return backend
 
 
@@ -188,9 +212,12 @@ def _open(
     pool_size: int,
     application_name: str | None,
     upgrade_optuna: bool = False,
+    pre_ping: bool = True,
 ) -> tuple[Backend, list[str]]:
     url = check_url(resolve_url(url))
-    engine = make_engine(url, pool_size=pool_size, application_name=application_name)
+    engine = make_engine(
+        url, pool_size=pool_size, application_name=application_name, pre_ping=pre_ping
+    )
     done: list[str] = []
     try:
         with _schema_lock(engine):
@@ -201,7 +228,7 @@ def _open(
                 # Checked below with our own message, which names our command.
                 optuna_storage = optuna.storages.RDBStorage(
                     url,
-                    engine_kwargs=_engine_kwargs(url, pool_size, application_name),
+                    engine_kwargs=_engine_kwargs(url, pool_size, application_name, pre_ping),
                     skip_compatibility_check=True,
                 )
             try:

@@ -24,7 +24,13 @@ no second implementation of the life cycle.
 from __future__ import annotations
 
 from lrsearch.storage._budget import BudgetCounts, budget_counts
-from lrsearch.storage._claims import claim_trial, enqueue_fixed, heartbeat, sampler_slot
+from lrsearch.storage._claims import (
+    claim_trial,
+    enqueue_fixed,
+    heartbeat,
+    sampler_slot,
+    set_trial_user_attrs,
+)
 from lrsearch.storage._finish import finish_trial
 from lrsearch.storage._record import record_result
 from lrsearch.storage._retry import give_back
@@ -48,5 +54,6 @@ __all__ = [
     "heartbeat",
     "record_result",
     "sampler_slot",
+    "set_trial_user_attrs",
     "sweep_stale_trials",
 ]

@@ -12,6 +12,8 @@ package registers its own tasks the same way in its ``pyproject.toml``::
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -144,6 +146,39 @@ def get_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
     if not isinstance(task, Task):
         raise TaskError(f"task {name!r} ({entry.value}) does not implement the Task protocol")
     return task
+
+
+class TaskCache:
+    """The tasks one worker has built, reused from trial to trial.
+
+    Building a task scans the entry points and constructs it, and a fresh task
+    has none of its data cached: a worker that built the task for every trial
+    reloaded the data (digits: the whole dataset) every time. Entries are keyed
+    by task name, options and ``data_seed``; the least recently used one is
+    dropped beyond ``size``. Errors are not cached: a task that cannot be built
+    is tried again on the next trial.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+        self._tasks: OrderedDict[tuple[str, str, int], Task] = OrderedDict()
+
+    def get(self, name: str, options: Mapping[str, Any], data_seed: int) -> Task:
+        """The task as :func:`get_task` builds it, built once per key.
+
+        Raises:
+            UnknownTaskError: See :func:`get_task`.
+            TaskError: See :func:`get_task`.
+        """
+        key = (name, json.dumps(dict(options), sort_keys=True, default=repr), data_seed)
+        task = self._tasks.get(key)
+        if task is None:
+            task = get_task(name, options)
+            self._tasks[key] = task
+            while len(self._tasks) > self._size:
+                self._tasks.popitem(last=False)
+        self._tasks.move_to_end(key)
+        return task
 
 
 def unknown_options(task: str, options: Mapping[str, Any], known: set[str]) -> list[str]:
