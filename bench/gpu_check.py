@@ -16,6 +16,14 @@ Checks, each reported PASS/FAIL with numbers, then a summary:
 4. ``gpus-all``: ``lrsearch worker --gpus all`` on a small study: exits 0, one
    worker process per GPU (``[gpuN]`` prefixes), trials record ``cuda:N``.
 5. ``throughput``: digits-mlp trials per minute through a worker, GPU vs CPU.
+6. ``packing``: one pack per optimizer (every schedule type, dropout 0) on
+   ``cuda:0`` against each trial trained alone on ``cuda:0``: identical
+   lr_curves, metrics within 1e-3; then ``lrsearch``'s worker with
+   ``--pack 4`` completes a small study on the GPU.
+7. ``packing-speed``: ``bench/packing.py``'s measurement on ``cuda:0``
+   (digits MLP and a small CNN, K = 1, 4, 16, 32, 3 epochs): trials per hour
+   packed vs one at a time vs K processes; the goal (4x one at a time, 1.5x K
+   processes) is reported, not asserted.
 
 Storage is a temporary SQLite file (several processes on one machine may
 share it), so no database server is needed. Without CUDA the script says so
@@ -46,8 +54,12 @@ import torch
 from lrsearch import storage
 from lrsearch.search_space import TrialConfig, parse_definition, validate_fixed_params
 from lrsearch.workers.loop import Worker, WorkerOptions
+from lrsearch.workers.packing import train_pack
 from lrsearch.workers.tasks import DigitsMLPTask
 from lrsearch.workers.training import train_trial
+
+# A sibling script module: bench/ is on sys.path when this file runs as a script.
+from packing import run_packing_bench  # isort: skip
 
 LRSEARCH = Path(sys.executable).with_name("lrsearch")
 BASE_PARAMS: dict[str, Any] = {
@@ -259,6 +271,96 @@ def check_throughput(backend: storage.Backend) -> tuple[bool, str]:
     )
 
 
+PACK_SCHEDULES: list[dict[str, Any]] = [
+    {"type": "step", "step_size": 1, "gamma": 0.7},
+    {"type": "exponential", "gamma": 0.8},
+    {"type": "cosine", "eta_min": 0.1},
+    {"type": "plateau", "factor": 0.5, "patience": 0},
+    {"type": "cyclic", "max_lr": 4.0, "step_size": 1, "mode": "triangular2"},
+    {"type": "warmup", "start_factor": 0.2, "ramp_epochs": 2},
+]
+PACK_RATES = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 0.02}
+
+
+def check_packing(backend: storage.Backend, device: str = "cuda:0") -> tuple[bool, str]:
+    task, worst, problems = DigitsMLPTask(), 0.0, []
+    for optimizer, lr in PACK_RATES.items():
+        configs = [
+            TrialConfig.model_validate(
+                {
+                    "schedule": schedule,
+                    "optimizer": optimizer,
+                    "learning_rate": lr * (0.5 + 0.25 * i),
+                    "batch_size": 64,
+                    "dropout": 0.0,  # on CUDA a pack's dropout masks differ from a solo run's
+                    "max_epochs": 3,
+                }
+            )
+            for i, schedule in enumerate(PACK_SCHEDULES)
+        ]
+        seeds = list(range(len(configs)))
+        packed = train_pack(configs, task, seeds=seeds, data_seed=0, device=device)
+        for config, seed, got in zip(configs, seeds, packed, strict=True):
+            alone = train_trial(config, task, seed=seed, data_seed=0, device=device)
+            if got.lr_curve != alone.lr_curve:
+                problems.append(f"{optimizer}/{config.schedule.type}: lr_curve differs")
+            for ours, theirs in zip(got.metrics, alone.metrics, strict=True):
+                for key in ("train_loss", "val_loss", "val_accuracy"):
+                    worst = max(worst, abs(ours[key] - theirs[key]))
+    if worst > 1e-3:
+        problems.append(f"largest metric difference {worst:.2e} > 1e-3")
+    record = _study(backend, "digits-mlp", n_trials=8, epochs=3)
+    worker = Worker(
+        WorkerOptions(
+            storage_url=backend.url,
+            study=record.name,
+            device=device,
+            pack=4,
+            install_signal_handlers=False,
+        )
+    )
+    stats = worker.run()
+    trials = _trials(backend, record)
+    done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    devices = {t.user_attrs.get("device") for t in trials}
+    if len(done) != 8:
+        problems.append(f"--pack 4 worker finished {len(done)} of 8 trials ({stats})")
+    return not problems, (
+        f"5 optimizers x 6 schedules packed vs alone on {device}: largest metric "
+        f"difference {worst:.2e}; --pack 4 worker: {len(done)}/8 trials "
+        f"on {sorted(map(str, devices))}" + (f"; problems: {problems}" if problems else "")
+    )
+
+
+def check_packing_speed() -> tuple[bool, str]:
+    result = run_packing_bench(
+        "cuda:0", (1, 4, 16, 32), tasks=("digits", "cnn"), epochs=3, max_process_k=16
+    )
+    lines = []
+    for row in result["rows"]:
+        packed = row["packed_trials_per_hour"]
+        vs_seq = packed / row["sequential_trials_per_hour"]
+        vs_proc = (
+            f"{packed / row['processes_trials_per_hour']:.2f}x"
+            if "processes_trials_per_hour" in row
+            else "-"
+        )
+        lines.append(
+            f"{row['task']} K={row['k']}: {packed:,.0f} trials/h packed, "
+            f"{vs_seq:.2f}x one at a time, {vs_proc} K processes"
+        )
+    best = [r for r in result["rows"] if r["k"] == 16]
+    met = all(
+        r["packed_trials_per_hour"] >= 4 * r["sequential_trials_per_hour"]
+        and r["packed_trials_per_hour"] >= 1.5 * r.get("processes_trials_per_hour", 0.0)
+        for r in best
+    )
+    return True, (
+        f"{result['device_name']}; goal at K=16 (4x one at a time, 1.5x K processes) "
+        f"{'met' if met else 'NOT met'}:\n    " + "\n    ".join(lines)
+    )
+
+
 def _run(name: str, fn: Callable[[], tuple[bool | None, str]]) -> Check:
     started = time.perf_counter()
     try:
@@ -303,6 +405,8 @@ def main() -> int:
         _run("oom", lambda: check_oom(backend, plugin)),
         _run("gpus-all", lambda: check_gpus_all(backend, plugin)),
         _run("throughput", lambda: check_throughput(backend)),
+        _run("packing", lambda: check_packing(backend)),
+        _run("packing-speed", check_packing_speed),
     ]
     backend.dispose()
     failed = [c.name for c in checks if c.ok is False]

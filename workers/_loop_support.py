@@ -15,7 +15,7 @@ import optuna
 import sqlalchemy as sa
 import torch
 
-from lrsearch import storage
+from lrsearch import search_space, storage
 from lrsearch.workers.settings import WorkerSettings
 
 log = logging.getLogger("lrsearch.workers.loop")
@@ -53,6 +53,9 @@ class WorkerOptions:
             (``LRSEARCH_STOP_TIMEOUT_S``, 30).
         label: Names this worker in its log lines, e.g. ``gpu3`` under the
             GPU supervisor (``LRSEARCH_WORKER_LABEL``).
+        pack: Train up to this many compatible trials of a study fused
+            together (``LRSEARCH_PACK``, 1: one at a time); see
+            :mod:`lrsearch.workers._pack_loop`.
         task_options: Passed to the task factory.
         install_signal_handlers: Handle SIGTERM/SIGINT (main thread only).
     """
@@ -68,6 +71,7 @@ class WorkerOptions:
     grace_s: float = field(default_factory=lambda: WorkerSettings().grace_s)
     stop_timeout_s: float = field(default_factory=lambda: WorkerSettings().stop_timeout_s)
     label: str | None = field(default_factory=lambda: WorkerSettings().worker_label)
+    pack: int = field(default_factory=lambda: WorkerSettings().pack)
     task_options: dict[str, Any] = field(default_factory=dict)
     install_signal_handlers: bool = True
 
@@ -298,7 +302,12 @@ def infeasible_record(batch_size: Any, device: torch.device, label: str) -> dict
 
 
 def set_oom_constraint(
-    backend: storage.Backend, study: optuna.Study, trial: optuna.Trial, value: float
+    backend: storage.Backend,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    value: float,
+    *,
+    recheck: bool = True,
 ) -> None:
     """Record the trial's out-of-memory constraint where the sampler reads it.
 
@@ -306,14 +315,144 @@ def set_oom_constraint(
     (``Trial.set_constraint``); ``constraints_func`` is deprecated. Only set
     for samplers that use them: CMA-ES warns on every constrained trial.
     Idempotent, as :func:`patiently` may call it again after an
-    unacknowledged commit. A trial ended meanwhile (stale) is left alone:
+    unacknowledged commit: ``recheck`` reads the trial first (the first call
+    of a trial may skip that read). A trial ended meanwhile (stale) is left alone:
     ``finish_trial`` then reports it as ended elsewhere.
     """
     # TPE (and NSGA-II) learn from infeasible PRUNED trials; GP reads only
     # COMPLETE ones and the other samplers none.
-    if not isinstance(study.sampler, (optuna.samplers.TPESampler, optuna.samplers.NSGAIISampler)):
+    sampler = search_space.unwrap_sampler(study.sampler)  # behind schedule balancing
+    if not isinstance(sampler, (optuna.samplers.TPESampler, optuna.samplers.NSGAIISampler)):
         return
-    if OOM_CONSTRAINT in backend.optuna_storage.get_trial(trial._trial_id).constraints:
+    if recheck and OOM_CONSTRAINT in backend.optuna_storage.get_trial(trial._trial_id).constraints:
         return
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
         trial.set_constraint(OOM_CONSTRAINT, value)
+
+
+@dataclass
+class TrialEnd:
+    """How a trial's training ended, before it is recorded (see :func:`record_trial`).
+
+    Attributes:
+        state: COMPLETE, PRUNED or FAIL.
+        value: The objective of a COMPLETE trial.
+        error: Its ``error`` user attr (diverged, oom, an exception).
+        attrs: The user attrs to store: ``lr_curve``, ``metrics``, ``epochs_run``...
+        epochs: Epochs trained.
+        oom: It ran out of GPU memory (sets the ``oom`` constraint).
+        started: ``time.monotonic()`` when the worker started it.
+    """
+
+    state: optuna.trial.TrialState
+    value: float | None
+    error: str | None
+    attrs: dict[str, Any]
+    epochs: int
+    oom: bool
+    started: float
+
+
+def _write_attrs_first(
+    backend: storage.Backend,
+    trial: optuna.Trial,
+    attrs: dict[str, Any],
+    patient: Callable[..., Any],
+) -> dict[str, Any]:
+    """Write a trial's result attrs in one transaction, before (and outside) the study lock.
+
+    ``finish_trial`` would write each of them in a transaction of its own while
+    holding the study lock, which every worker of the study waits for. Only
+    ``error`` is left to it (it compares it to tell its own outcome from
+    someone else's). A trial ended meanwhile (failed as stale) refuses the
+    write, and ``finish_trial`` then finds it ended elsewhere, as before.
+
+    Returns:
+        The attrs still to pass to ``finish_trial``.
+    """
+    early = {key: value for key, value in attrs.items() if key != "error"}
+    try:
+        patient(
+            lambda: storage.set_trial_user_attrs(backend.optuna_storage, trial._trial_id, early),
+            f"record trial {trial.number}",
+            until_stop=False,
+        )
+    except Exception as exc:
+        # finish_trial writes them the usual way, and reports what is wrong.
+        log.debug("trial %d: attrs left to finish_trial: %s", trial.number, short_error(exc))
+        return attrs
+    return {key: value for key, value in attrs.items() if key == "error"}
+
+
+def record_trial(
+    backend: storage.Backend,
+    record: storage.StudyRecord,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    end: TrialEnd,
+    *,
+    patient: Callable[..., Any],
+    where: str,
+) -> TrialOutcome | None:
+    """Store a trained trial's end (constraint, state, value, user attrs) and say what it was.
+
+    Waits out database outages with ``patient`` (the worker's ``_patiently``).
+
+    Returns:
+        ``None`` when the trial was ended elsewhere meanwhile (failed as stale)
+        and its result dropped.
+    """
+    state, value, error, attrs = end.state, end.value, end.error, end.attrs
+    if error is not None:
+        attrs["error"] = error
+    if state != optuna.trial.TrialState.FAIL:
+        calls = [0]
+
+        def constrain() -> None:
+            calls[0] += 1  # a repeated call may follow an unacknowledged commit
+            value = 1.0 if end.oom else 0.0
+            set_oom_constraint(backend, study, trial, value, recheck=calls[0] > 1)
+
+        try:
+            patient(constrain, f"constrain trial {trial.number}", until_stop=False)
+        except Exception as exc:
+            # A missing constraint only costs the sampler a hint: go on.
+            log.warning("trial %d: constraint not recorded: %s", trial.number, exc)
+    final = _write_attrs_first(backend, trial, attrs, patient)
+    try:
+        finished = patient(
+            lambda: storage.finish_trial(
+                backend, study, trial, state=state, value=value, user_attrs=final
+            ),
+            f"record trial {trial.number}",
+            until_stop=False,
+        )
+    except DB_ERRORS as exc:  # pragma: no cover - patient retries until stopped
+        log.warning("could not record trial %d: %s", trial.number, short_error(exc))
+        return None
+    except Exception as exc:
+        # Never let one trial's result take the worker down: fail the trial
+        # with the reason, or leave it to the stale sweep if even that fails.
+        log.exception("could not record trial %d of %s", trial.number, record.name)
+        state, value = optuna.trial.TrialState.FAIL, None
+        error = f"unrecordable: {type(exc).__name__}: {short_error(exc)}"
+        finished = fail_unrecorded(backend, study, trial, error)
+    if finished is None:
+        log.warning("trial %d was failed as stale elsewhere; its result is dropped", trial.number)
+        return None
+    # The storage may have ended it otherwise (FAIL: a result it cannot hold).
+    state, error = finished.state, finished.user_attrs.get("error", error)
+    log.info("study %s trial #%d %s on %s", record.name, trial.number, state.name, where)
+    return TrialOutcome(
+        study=record.name,
+        number=trial.number,
+        state=state.name,
+        value=value
+        if state == optuna.trial.TrialState.COMPLETE
+        else last_value(attrs, record.definition.objective.metric),
+        params=dict(trial.params),
+        epochs_run=end.epochs,
+        seconds=time.monotonic() - end.started,
+        error=error,
+        confirmation_of=finished.user_attrs.get("confirmation_of"),
+    )

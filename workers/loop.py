@@ -53,25 +53,25 @@ from lrsearch.workers._loop_support import (
     MAX_BACKOFF_S,
     Heartbeat,
     PatientTrial,
+    TrialEnd,
     TrialOutcome,
     WorkerOptions,
     WorkerStats,
     device_label,
-    fail_unrecorded,
     hand_back,
     infeasible_record,
     is_cuda_oom,
-    last_value,
     patiently,
-    set_oom_constraint,
+    record_trial,
     short_error,
 )
+from lrsearch.workers._pack_loop import run_pack
 from lrsearch.workers._signals import install_stop_signals
 from lrsearch.workers._studies import StudyPool
 from lrsearch.workers.device import resolve_device
 from lrsearch.workers.lr_range import resolve_auto_learning_rate
 from lrsearch.workers.supervisor import follow_supervisor
-from lrsearch.workers.tasks import get_task
+from lrsearch.workers.tasks._registry import TaskCache
 from lrsearch.workers.training import train_seed, train_trial
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,15 @@ class Worker:
         self._stop = threading.Event()
         self._exited = threading.Event()
         self._pool = StudyPool()
+        self._tasks = TaskCache()  # built once, not per trial (data loads, entry points)
         self._unreadable: set[int] = set()  # studies skipped for their definition, logged once
         self._last_sweep: dict[str, float] = {}
         self._backend: storage.Backend | None = None
         self._current: tuple[storage.StudyRecord, optuna.Study, optuna.Trial] | None = None
+        # The trials of the running pack (``--pack``), given back like ``_current``,
+        # and the most trials of each pack key that fit the device's memory.
+        self.packed: list[tuple[storage.StudyRecord, optuna.Study, optuna.Trial]] = []
+        self.pack_caps: dict[Any, int] = {}
         self._db_error_at: float | None = None
         if options.grace_s < 2 * options.heartbeat_s:
             log.warning(
@@ -122,13 +127,13 @@ class Worker:
         return self._stop.is_set()
 
     def _give_back_current(self) -> None:
-        current, backend = self._current, self._backend
-        if current is None or backend is None:
+        backend = self._backend
+        if backend is None:
             return
-        record, study, trial = current
-        self._hand_back(
-            backend, study, trial, record, reason="interrupted: worker stopped (stop timeout)"
-        )
+        for record, study, trial in [*([self._current] if self._current else []), *self.packed]:
+            self._hand_back(
+                backend, study, trial, record, reason="interrupted: worker stopped (stop timeout)"
+            )
 
     # -- main loop -------------------------------------------------------------
 
@@ -178,19 +183,24 @@ class Worker:
                     self._stop.wait(opts.poll_interval)
                     continue
                 record, study, trial = claimed
-                outcome = self._run_trial(backend, record, study, trial)
+                if opts.pack > 1 and record.definition.packing:
+                    run_pack(self, backend, record, study, trial, stats)
+                else:
+                    self._tally(stats, self._run_trial(backend, record, study, trial))
                 idle_since = time.monotonic()
-                if outcome is not None:
-                    stats.trials += 1
-                    stats.by_state[outcome.state] = stats.by_state.get(outcome.state, 0) + 1
-                    if self.on_trial is not None:
-                        self.on_trial(outcome)
         finally:
             self._drop_connection()
             self._exited.set()
             if restore_signals is not None:
                 restore_signals()
         return stats
+
+    def _tally(self, stats: WorkerStats, outcome: TrialOutcome | None) -> None:
+        if outcome is not None:
+            stats.trials += 1
+            stats.by_state[outcome.state] = stats.by_state.get(outcome.state, 0) + 1
+            if self.on_trial is not None:
+                self.on_trial(outcome)
 
     def _where(self) -> str:
         where = self.device_label
@@ -204,6 +214,8 @@ class Worker:
                 self.options.storage_url,
                 pool_size=2,
                 application_name=f"lrsearch-worker:{os.getpid()}",
+                # Every call of ours is retried on a lost connection: no ping per checkout.
+                pre_ping=False,
             )
         return self._backend
 
@@ -337,7 +349,11 @@ class Worker:
                     lambda: resolve_auto_learning_rate(
                         backend,
                         record,
-                        get_task(auto.task, {**self.options.task_options, **auto.task_options}),
+                        self._tasks.get(
+                            auto.task,
+                            {**self.options.task_options, **auto.task_options},
+                            auto.data_seed,
+                        ),
                         device=self.device,
                     ),
                     "LR range test",
@@ -345,8 +361,10 @@ class Worker:
             config = self._patiently(lambda: sample_config(trial, definition), "sample")
             # The study's options win over this worker's, key by key: the worker
             # supplies host defaults (a data path), the study its own choices.
-            task = get_task(
-                definition.task, {**self.options.task_options, **definition.task_options}
+            task = self._tasks.get(
+                definition.task,
+                {**self.options.task_options, **definition.task_options},
+                definition.data_seed,
             )
             result = train_trial(
                 config,
@@ -407,58 +425,14 @@ class Worker:
             # references) is gone before the allocator's cache is returned.
             gc.collect()
             torch.cuda.empty_cache()
-        if error is not None:
-            attrs["error"] = error
-        if state != TrialState.FAIL:
-            try:
-                self._patiently(
-                    lambda: set_oom_constraint(backend, study, trial, 1.0 if oom else 0.0),
-                    f"constrain trial {trial.number}",
-                    until_stop=False,
-                )
-            except Exception as exc:
-                # A missing constraint only costs the sampler a hint: go on.
-                log.warning("trial %d: constraint not recorded: %s", trial.number, exc)
-        try:
-            finished = self._patiently(
-                lambda: storage.finish_trial(
-                    backend, study, trial, state=state, value=value, user_attrs=attrs
-                ),
-                f"record trial {trial.number}",
-                until_stop=False,
-            )
-        except DB_ERRORS as exc:  # pragma: no cover - _patiently retries until stopped
-            log.warning("could not record trial %d: %s", trial.number, short_error(exc))
-            return None
-        except Exception as exc:
-            # Never let one trial's result take the worker down: fail the trial
-            # with the reason, or leave it to the stale sweep if even that fails.
-            log.exception("could not record trial %d of %s", trial.number, record.name)
-            state, value = TrialState.FAIL, None
-            error = f"unrecordable: {type(exc).__name__}: {short_error(exc)}"
-            finished = fail_unrecorded(backend, study, trial, error)
-        if finished is None:
-            log.warning(
-                "trial %d was failed as stale elsewhere; its result is dropped", trial.number
-            )
-            return None
-        # The storage may have ended it otherwise (FAIL: a result it cannot hold).
-        state, error = finished.state, finished.user_attrs.get("error", error)
-        log.info(
-            "study %s trial #%d %s on %s", record.name, trial.number, state.name, self._where()
-        )
-        return TrialOutcome(
-            study=record.name,
-            number=trial.number,
-            state=state.name,
-            value=value
-            if state == TrialState.COMPLETE
-            else last_value(attrs, definition.objective.metric),
-            params=dict(trial.params),
-            epochs_run=epochs,
-            seconds=time.monotonic() - started,
-            error=error,
-            confirmation_of=finished.user_attrs.get("confirmation_of"),
+        return record_trial(
+            backend,
+            record,
+            study,
+            trial,
+            TrialEnd(state, value, error, attrs, epochs, oom, started),
+            patient=self._patiently,
+            where=self._where(),
         )
 
     def _hand_back(

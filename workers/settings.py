@@ -55,6 +55,13 @@ class WorkerSettings(CommonSettings):
         description="Worker processes sharing this host's cores (e.g. containers scaled on "
         "one host); divides the default `threads`. The GPU supervisor sets it for its children.",
     )
+    pack: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Train up to this many compatible trials of a study fused together "
+        "(as `--pack`); 1: one trial at a time.",
+    )
     stop_timeout_s: float = Field(
         default=30.0,
         gt=0,

@@ -81,6 +81,15 @@ def worker(
             "the cores divided by the worker processes on this host).",
         ),
     ] = None,
+    pack: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Train up to K compatible trials of a study fused in one program "
+            "(same batch size and optimizer; env LRSEARCH_PACK; 1: one at a time).",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False,
 ) -> None:
     """Pull trials from the shared storage (LRSEARCH_STORAGE) and train them."""
@@ -93,6 +102,7 @@ def worker(
         "gpus": gpus,
         "trials_per_gpu": trials_per_gpu,
         "threads": threads,
+        "pack": pack,
     }
     settings = _worker_settings({k: v for k, v in overrides.items() if v is not None})
     if settings.gpus:
@@ -121,6 +131,7 @@ def worker(
         grace_s=settings.grace_s,
         stop_timeout_s=settings.stop_timeout_s,
         label=settings.worker_label,
+        pack=settings.pack,
     )
     try:
         stats = run_worker(options, on_trial=_print_outcome)
@@ -181,6 +192,8 @@ def _supervise(
         child += ["--idle-exit", str(idle_exit)]
     if settings.bf16:
         child.append("--bf16")
+    if settings.pack > 1:
+        child += ["--pack", str(settings.pack)]
     if verbose:
         child.append("--verbose")
     # The children stop within their own stop timeout; allow them that and some.
