@@ -30,9 +30,13 @@
       if (cursor) q.set("cursor", cursor);
       return api(`/studies/${enc(name)}/trials?${q}`);
     };
+    // Only the latest request draws: a quick second click must not be overwritten
+    // by the first one's answer arriving late.
+    let latest = 0;
     const draw = async () => {
+      const mine = ++latest;
       const [page, study] = await Promise.all([load(), api(`/studies/${enc(name)}`), whoami()]);
-      if (token !== LR.current()) return;
+      if (token !== LR.current() || mine !== latest) return;
       renderTrialTable(name, study, page, state);
       show("trials-view");
       markRendered("trials");

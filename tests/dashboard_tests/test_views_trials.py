@@ -168,8 +168,11 @@ def test_all_trials_table_sorts_filters_and_pages(page: Any, vs: ViewsSite) -> N
     assert "diverged: loss is nan" in errors
     assert page.locator("#all-trials tr[data-state=FAIL] .badge").first.inner_text() == "FAIL"
     screenshot(page, "dashboard-all-trials-failed")
-    page.select_option("#trials-filter-state", "")
+    rerender(lambda: page.select_option("#trials-filter-state", ""))
     step = rerender(lambda: page.select_option("#trials-filter-schedule", "step"))
+    # Still sorted by value, ascending (the last click above).
+    api_step = _walk(vs, limit=1000, schedule="step", sort="value", order="asc")
+    assert step == [t["number"] for t in api_step][:50]
     assert step
     schedules = page.eval_on_selector_all(
         "#all-trials td[data-field=schedule]", "(tds) => tds.map((td) => td.textContent)"
