@@ -42,6 +42,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dashboard_render import _free_port, _study, app_factory
+from dashboard_render import _serve as serve_app
 from results_queries import DEFAULT_URL
 
 from lrsearch import storage
@@ -72,24 +73,7 @@ def scan_app_factory() -> Any:
 
 
 def _serve(url: str, port: int, factory: str, evaluator: str | None) -> subprocess.Popen[bytes]:
-    here = Path(__file__).resolve().parent
-    env = {**os.environ, "LRSEARCH_STORAGE": url, "PYTHONPATH": f"{here}{os.pathsep}{here.parent}"}
-    if evaluator is not None:
-        env["LRSEARCH_IMPORTANCE_EVALUATOR"] = evaluator
-    command = [sys.executable, "-m", "uvicorn", "--factory", f"dashboard_http:{factory}"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    server = subprocess.Popen(command, env=env)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/healthz").status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise SystemExit("the service did not start")
-        time.sleep(0.2)
+    return serve_app(url, port, evaluator, factory=f"dashboard_http:{factory}")
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:

@@ -78,25 +78,20 @@ def _free_port() -> int:
         return port
 
 
-def _serve(url: str, port: int, evaluator: str | None) -> subprocess.Popen[bytes]:
+def _serve(
+    url: str,
+    port: int,
+    evaluator: str | None,
+    factory: str = "dashboard_render:app_factory",
+) -> subprocess.Popen[bytes]:
+    """The app ``factory`` (``module:callable`` in bench/) under uvicorn, once it answers."""
     here = Path(__file__).resolve().parent
     # This checkout's code (not another one installed in the venv), and this module.
     env = {**os.environ, "LRSEARCH_STORAGE": url, "PYTHONPATH": f"{here}{os.pathsep}{here.parent}"}
     if evaluator is not None:
         env["LRSEARCH_IMPORTANCE_EVALUATOR"] = evaluator
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "dashboard_render:app_factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    command = [sys.executable, "-m", "uvicorn", "--factory", factory]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     server = subprocess.Popen(command, env=env)
     deadline = time.monotonic() + 60
     while True:

@@ -59,6 +59,7 @@ from lrsearch.workers.tasks import DigitsMLPTask
 from lrsearch.workers.training import train_trial
 
 # A sibling script module: bench/ is on sys.path when this file runs as a script.
+from packing import SCHEDULES as PACK_SCHEDULE_TYPES  # isort: skip
 from packing import run_packing_bench  # isort: skip
 
 LRSEARCH = Path(sys.executable).with_name("lrsearch")
@@ -271,14 +272,6 @@ def check_throughput(backend: storage.Backend) -> tuple[bool, str]:
     )
 
 
-PACK_SCHEDULES: list[dict[str, Any]] = [
-    {"type": "step", "step_size": 1, "gamma": 0.7},
-    {"type": "exponential", "gamma": 0.8},
-    {"type": "cosine", "eta_min": 0.1},
-    {"type": "plateau", "factor": 0.5, "patience": 0},
-    {"type": "cyclic", "max_lr": 4.0, "step_size": 1, "mode": "triangular2"},
-    {"type": "warmup", "start_factor": 0.2, "ramp_epochs": 2},
-]
 PACK_RATES = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 0.02}
 
 
@@ -296,7 +289,7 @@ def check_packing(backend: storage.Backend, device: str = "cuda:0") -> tuple[boo
                     "max_epochs": 3,
                 }
             )
-            for i, schedule in enumerate(PACK_SCHEDULES)
+            for i, schedule in enumerate(PACK_SCHEDULE_TYPES)
         ]
         seeds = list(range(len(configs)))
         packed = train_pack(configs, task, seeds=seeds, data_seed=0, device=device)
