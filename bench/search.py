@@ -15,6 +15,9 @@ split (``data_seed`` 0) and per-trial training seed:
   (TPE chooses the schedule type too, no first round per type);
 - ``lrsearch-noprotect``: balancing, but ``sampler: {protect_priority: false}``
   (the pruner may stop the trials that keep a type alive);
+- ``lrsearch-pack``: lrsearch's defaults, the worker packing up to
+  ``PACK_K`` (8) trials (``lrsearch worker --pack 8``): a pack's trials share
+  batch size and optimizer, and the sampler sees up to 8 trials in flight;
 - ``warm`` / ``cold``: per seed, a first study (lrsearch's defaults, sampler
   seed s), then a second one with sampler seed s + 1000, with (``warm``:
   ``warm_start: {from: [first], top_k: 1}``) or without (``cold``) a warm
@@ -86,6 +89,7 @@ METHODS = (
     "lrsearch-plain-pruner",
     "lrsearch-nobalance",
     "lrsearch-noprotect",
+    "lrsearch-pack",
     "warm",
     "cold",
 )
@@ -94,6 +98,8 @@ REUSABLE = tuple(m for m in METHODS if m not in ("warm", "cold"))
 # Offset of the second study's sampler seed in the warm-start comparison.
 SECOND_SEED = 1000
 SMOKE_TASK_OPTIONS = {"n_train": 256, "n_val": 128}
+# ``lrsearch-pack``: the worker's --pack.
+PACK_K = 8
 
 
 def _raw_definition(args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -123,8 +129,10 @@ def _study_raw(args: argparse.Namespace, method: str, seed: int, name: str) -> d
     return raw
 
 
-def _run_study(args: argparse.Namespace, url: str, raw: dict[str, Any]) -> list[Trial]:
-    """Create one study in ``url`` and run it with one in-process worker."""
+def _run_study(
+    args: argparse.Namespace, url: str, raw: dict[str, Any], pack: int = 1
+) -> list[Trial]:
+    """Create one study in ``url`` and run it with one in-process worker (``--pack pack``)."""
     name = str(raw["name"])
     backend = storage.open_backend(url)
     try:
@@ -139,6 +147,7 @@ def _run_study(args: argparse.Namespace, url: str, raw: dict[str, Any]) -> list[
             idle_exit=5.0,
             poll_interval=0.05,
             install_signal_handlers=False,
+            pack=pack,
         )
     )
     return trials_of(url, name)
@@ -167,7 +176,8 @@ def trials_of(url: str, name: str) -> list[Trial]:
 def _run_lrsearch(args: argparse.Namespace, method: str, seed: int, workdir: Path) -> list[Trial]:
     """One study on a fresh SQLite file, run by one in-process worker."""
     name = f"{method}-{seed}"
-    return _run_study(args, f"sqlite:///{workdir / name}.db", _study_raw(args, method, seed, name))
+    url, raw = f"sqlite:///{workdir / name}.db", _study_raw(args, method, seed, name)
+    return _run_study(args, url, raw, pack=PACK_K if method == "lrsearch-pack" else 1)
 
 
 def _run_second_study(
@@ -347,18 +357,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lrsearch-bench-") as tmp:
         for seed in args.seed_list:
             for method in ran:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 if method == "optuna":
                     trials = _run_plain_optuna(args, seed)
                 elif method in ("warm", "cold"):
                     trials = _run_second_study(args, method, seed, Path(tmp), firsts)
                 else:
                     trials = _run_lrsearch(args, method, seed, Path(tmp))
-                runs.append(Run(method, seed, time.perf_counter() - started, trials))
+                wall = time.perf_counter() - started
+                runs.append(Run(method, seed, wall, trials, time.process_time() - cpu))
                 _save(args, runs, firsts, None)  # a run cut short keeps what it finished
                 print(
                     f"{method:8s} seed {seed}: {sum(t.epochs for t in trials)} epochs, "
-                    f"{runs[-1].seconds:.1f} s",
+                    f"{runs[-1].seconds:.1f} s, CPU {runs[-1].cpu_seconds or 0:.1f} s",
                     file=sys.stderr,
                     flush=True,
                 )

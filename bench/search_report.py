@@ -36,12 +36,20 @@ class Run:
     seed: int
     seconds: float
     trials: list[Trial]
+    cpu_seconds: float | None = None  # this process's CPU time (runs saved before: None)
 
 
 def load_run(raw: dict[str, Any]) -> Run:
     """A :class:`Run` from its ``search.json`` form (``dataclasses.asdict``)."""
     trials = [Trial(**t) for t in raw["trials"]]
-    return Run(str(raw["method"]), int(raw["seed"]), float(raw["seconds"]), trials)
+    cpu = raw.get("cpu_seconds")
+    return Run(
+        str(raw["method"]),
+        int(raw["seed"]),
+        float(raw["seconds"]),
+        trials,
+        None if cpu is None else float(cpu),
+    )
 
 
 # -- analysis --------------------------------------------------------------------------
@@ -167,6 +175,7 @@ def summarise(runs: list[Run], args: argparse.Namespace, maximize: bool) -> dict
         row["final_by_lr_decade"] = _by_lr_decade(mruns)
         row["states_per_schedule"] = states_per_schedule(mruns)
         row["seconds"] = [r.seconds for r in mruns]
+        row["cpu_seconds"] = [r.cpu_seconds for r in mruns]
         summary["methods"][method] = row
     return summary
 
@@ -254,6 +263,14 @@ def report(summary: dict[str, Any], args: argparse.Namespace) -> str:
             _median_range(row["types_with_k_completed"], 0),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for method, row in summary["methods"].items():
+        cpu = [v for v in row.get("cpu_seconds", []) if v is not None]
+        lines.append(
+            f"{method}: seconds per run, wall {_median_range(row['seconds'], 1)}, "
+            f"CPU {_median_range(cpu, 1) if cpu else '-'}"
+            + (f", CPU total {sum(cpu):.0f}" if cpu else "")
+        )
     for method, row in summary["methods"].items():
         spread = row["final_values"]
         if not spread:

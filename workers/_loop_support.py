@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import torch
 
 from lrsearch import search_space, storage
-from lrsearch.workers.settings import WorkerSettings
+from lrsearch.workers.settings import PackSetting, WorkerSettings
 
 log = logging.getLogger("lrsearch.workers.loop")
 
@@ -54,7 +54,8 @@ class WorkerOptions:
         label: Names this worker in its log lines, e.g. ``gpu3`` under the
             GPU supervisor (``LRSEARCH_WORKER_LABEL``).
         pack: Train up to this many compatible trials of a study fused
-            together (``LRSEARCH_PACK``, 1: one at a time); see
+            together (``LRSEARCH_PACK``, 1: one at a time; ``auto``: where
+            measured to help, see :mod:`lrsearch.workers._pack_auto`); see
             :mod:`lrsearch.workers._pack_loop`.
         task_options: Passed to the task factory.
         install_signal_handlers: Handle SIGTERM/SIGINT (main thread only).
@@ -71,7 +72,7 @@ class WorkerOptions:
     grace_s: float = field(default_factory=lambda: WorkerSettings().grace_s)
     stop_timeout_s: float = field(default_factory=lambda: WorkerSettings().stop_timeout_s)
     label: str | None = field(default_factory=lambda: WorkerSettings().worker_label)
-    pack: int = field(default_factory=lambda: WorkerSettings().pack)
+    pack: PackSetting = field(default_factory=lambda: WorkerSettings().pack)
     task_options: dict[str, Any] = field(default_factory=dict)
     install_signal_handlers: bool = True
 

@@ -43,6 +43,7 @@ from lrsearch.workers._loop_support import (
     record_trial,
     short_error,
 )
+from lrsearch.workers._pack_auto import pack_limit
 from lrsearch.workers._pack_parts import PackHeartbeat, Slot, resolved_definition, study_task
 from lrsearch.workers.packing import PackedRun, SlotEpoch, pack_key
 from lrsearch.workers.tasks import Task
@@ -79,7 +80,7 @@ class _Pack:
     ) -> None:
         self.w, self.backend, self.record, self.study = worker, backend, record, study
         self.stats, self.beat = stats, beat
-        self.cap = worker.options.pack
+        self.cap = 1  # set for each pack by start()
         self.definition: StudyDefinition = record.definition
         self.task: Task | None = None
         self.key: tuple[Any, ...] | None = None
@@ -112,19 +113,21 @@ class _Pack:
         self.release()
         self.key = pack_key(first.config, self.task)
         self.fixed = {k: first.trial.params[k] for k in PACK_PARAMS if k in first.trial.params}
-        self.cap = self.w.pack_caps.get(self.key, self.w.options.pack)
+        limit = pack_limit(self.w.options.pack, self.key, self.w.device)
+        self.cap = self.w.pack_caps.get(self.key, limit)
         self.initial, self.exhausted = True, False
         self.waiting = [first]
 
     # -- the first trial -------------------------------------------------------
 
     def prepare(self, trial: optuna.Trial) -> Slot | None:
-        """Sample the first trial; ``None`` when it must train alone."""
+        """Sample the first trial; ``None`` when it must train alone (``auto``: or should)."""
         try:
             self.definition = resolved_definition(self.w, self.backend, self.record)
             slot = self.sample(trial)
             self.task = study_task(self.w, self.definition)
-            packable = pack_key(slot.config, self.task) is not None
+            key = pack_key(slot.config, self.task)
+            packable = pack_limit(self.w.options.pack, key, self.w.device) > 1
         except DB_ERRORS:
             raise
         except Exception as exc:

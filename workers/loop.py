@@ -70,6 +70,7 @@ from lrsearch.workers._signals import install_stop_signals
 from lrsearch.workers._studies import StudyPool
 from lrsearch.workers.device import resolve_device
 from lrsearch.workers.lr_range import resolve_auto_learning_rate
+from lrsearch.workers.settings import parse_pack
 from lrsearch.workers.supervisor import follow_supervisor
 from lrsearch.workers.tasks._registry import TaskCache
 from lrsearch.workers.training import train_seed, train_trial
@@ -90,6 +91,7 @@ class Worker:
         *,
         on_trial: Callable[[TrialOutcome], None] | None = None,
     ) -> None:
+        parse_pack(options.pack)  # a bad value fails here, not in the first pack
         self.options = options
         self.on_trial = on_trial
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -183,7 +185,7 @@ class Worker:
                     self._stop.wait(opts.poll_interval)
                     continue
                 record, study, trial = claimed
-                if opts.pack > 1 and record.definition.packing:
+                if opts.pack != 1 and record.definition.packing:
                     run_pack(self, backend, record, study, trial, stats)
                 else:
                     self._tally(stats, self._run_trial(backend, record, study, trial))
