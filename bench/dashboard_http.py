@@ -22,7 +22,14 @@ request goes to both in turn, so the two columns share the machine's load.
 Usage::
 
     .venv/bin/python bench/dashboard_http.py [--url URL] [--trials 100000] [--reps 30]
-        [--reuse] [--paths both|scan|totals] [--json FILE]
+        [--reuse] [--paths both|scan|totals] [--json FILE] [--only REGEX] [--before DIR]
+
+``--before DIR`` serves a third column from another checkout's code (an
+older version, whose schema revision must not be behind the database's: copy
+newer revisions into it), each request again going to every service in turn.
+
+Besides the dashboard's own requests, the all-trials list is timed with each
+sort and order and with state or schedule filters (``TRIAL_LIST_QUERIES``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -58,6 +66,17 @@ DASHBOARD_QUERIES = {
 }
 # Not pages the dashboard reads, or not reads at all.
 SKIP = {"/studies/{name}/trials/claim"}
+# The all-trials table's other sorts and filters (the first page of each).
+TRIAL_LIST_QUERIES = [
+    f"?sort={sort}&order={order}&limit=50"
+    for sort in ("number", "value", "state", "schedule")
+    for order in ("asc", "desc")
+    if (sort, order) != ("number", "asc")
+] + [
+    "?sort=value&order=desc&state=FAIL&state=PRUNED&limit=50",
+    "?sort=number&state=FAIL&limit=50",
+    "?sort=value&order=desc&schedule=cosine&limit=50",
+]
 
 
 def scan_app_factory() -> Any:
@@ -74,6 +93,28 @@ def scan_app_factory() -> Any:
 
 def _serve(url: str, port: int, factory: str, evaluator: str | None) -> subprocess.Popen[bytes]:
     return serve_app(url, port, evaluator, factory=f"dashboard_http:{factory}")
+
+
+def _serve_checkout(url: str, port: int, checkout: Path) -> subprocess.Popen[bytes]:
+    """The service as the code of another checkout (``--before DIR``) serves it, once it answers."""
+    env = {
+        **os.environ,
+        "LRSEARCH_STORAGE": url,
+        "PYTHONPATH": f"{checkout / 'bench'}{os.pathsep}{checkout}",
+    }
+    command = [sys.executable, "-m", "uvicorn", "--factory", "dashboard_http:app_factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(command, env=env, cwd=checkout)
+    deadline = time.monotonic() + 60
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/healthz").status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    server.kill()
+    raise SystemExit(f"the service of {checkout} did not start")
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:
@@ -98,6 +139,8 @@ def _paths(client: httpx.Client, name: str, task: str, number: int) -> list[tupl
         if "{" in concrete:
             continue
         out.append((template, f"/api/v1{concrete}{DASHBOARD_QUERIES.get(template, '')}"))
+        if template == "/studies/{name}/trials":
+            out += [(template + q, f"/api/v1{concrete}{q}") for q in TRIAL_LIST_QUERIES]
     return out
 
 
@@ -113,12 +156,17 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 def measure(
-    bases: dict[str, str], key: str, record: storage.StudyRecord, reps: int
+    bases: dict[str, str],
+    key: str,
+    record: storage.StudyRecord,
+    reps: int,
+    only: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Cold and warm timings (seconds) of every endpoint on each service, by path template.
 
     With several services, each request goes to them in turn, so that they
-    share whatever else the machine is doing.
+    share whatever else the machine is doing. ``only``: a regular expression
+    that the endpoints' templates must match.
     """
     headers = {"Authorization": f"Bearer {key}"}
     clients = {
@@ -130,6 +178,8 @@ def measure(
         best = first.get(f"/api/v1/studies/{record.name}/best").json()["trial"]
         number = best["number"] if best else 0
         paths = _paths(first, record.name, record.definition.task, number)
+        if only is not None:
+            paths = [(t, p) for t, p in paths if re.search(only, t)]
         results: dict[str, dict[str, Any]] = {run: {} for run in clients}
         for template, path in paths:
             cold = {run: _time(client, path) for run, client in clients.items()}
@@ -167,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         help="summaries from full scans, from the running totals, or both (default)",
     )
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--only", help="time only the endpoints whose template matches this regex")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also serve the code of this other checkout (an older version), as column 'before'",
+    )
     parser.add_argument(
         "--importance-evaluator",
         choices=["fanova", "ped_anova", "mean_decrease_impurity"],
@@ -189,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
                 port = _free_port()
                 servers.append(_serve(args.url, port, factories[run], args.importance_evaluator))
                 bases[run] = f"http://127.0.0.1:{port}"
-            results = measure(bases, key, record, args.reps)
+            if args.before is not None:
+                port = _free_port()
+                servers.append(_serve_checkout(args.url, port, args.before.resolve()))
+                bases["before"] = f"http://127.0.0.1:{port}"
+            results = measure(bases, key, record, args.reps, args.only)
         finally:
             for server in servers:
                 _stop(server)

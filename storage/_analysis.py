@@ -1,14 +1,13 @@
 """Bounded queries of the dashboard's analysis views, failures and the study note.
 
 - :func:`history`: the best value so far against trial number and epochs
-  spent. One windowed pass over the study's finished summary rows returns
-  only the trials that improved on every earlier one (a step function) and
-  an evenly spread sample of the others, at most ``limit`` of each.
+  spent: the trials that improved on every earlier one (a step function,
+  walked through an index) and an evenly spread sample of the others, at
+  most ``limit`` of each.
 - :func:`param_sample`: the sampled parameters and final value of up to
   ``limit`` complete trials (optionally of one schedule type), for parallel
   coordinates and per-parameter slices; spread over trial numbers like the
-  scatter sample, through the ``(study_id, state, value)`` or
-  ``(study_id, schedule, state, value)`` index.
+  scatter sample, looked up through the ``(study_id, number)`` index.
 - :func:`failure_summary`: how many trials failed and their most common
   error messages (a ``GROUP BY`` over the study's failed rows only).
 - :func:`read_note` / :func:`write_note`: the study's note, kept where
@@ -27,6 +26,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from lrsearch.storage._aggregates import read_totals
+from lrsearch.storage._dashboard_queries import complete_count, strided_rows
 from lrsearch.storage._engine import Backend
 from lrsearch.storage._results import is_finite
 from lrsearch.storage._studies import StudyRecord
@@ -95,60 +96,148 @@ def _check_limit(limit: int) -> None:
 def history(conn: Connection, record: StudyRecord, *, limit: int) -> History:
     """The best value so far by trial number and by epochs spent; see :class:`History`.
 
+    Reads a bounded part of the study, not every trial:
+
+    - ``total`` from the running totals (``storage/_aggregates.py``);
+    - the sample: every ``ceil(total / limit)``-th trial number, looked up
+      through the ``(study_id, number)`` index (:func:`strided_rows`);
+    - the records: walked from the first COMPLETE trial, each step asking the
+      index for the next trials that are at least as good as the best so far
+      (a handful of queries: a study has about ``log(n)`` records, and a run of
+      ties is fetched in growing batches);
+    - epochs spent (the sum of ``epochs_run`` over all finished trials numbered
+      up to a trial): exact while every trial is in the sample (``stride``
+      1) or the study's trial numbers fit in ``limit``. Beyond, it is
+      estimated, since the exact sum needs every trial's epochs (a full scan,
+      the cost this avoids): ``epochs_run`` of every ``g``-th trial number
+      stands for the ``g`` numbers up to it, a missing trial for none, and the
+      sums are scaled so that the highest number gets the exact total of the
+      running totals; between two such numbers (a record) it is interpolated
+      (:func:`estimate_spent`). ``g`` is the sample's ``stride`` (the sample
+      is then read with every state, one query for both) unless that makes
+      more than ``2 * limit`` numbers (mostly failed trials), then
+      ``ceil((highest number + 1) / limit)`` (a second query). The estimate
+      never decreases with the number; its error is that of a systematic
+      sample of about ``limit`` trials.
+
     Raises:
         ValueError: ``limit`` outside 1..:data:`MAX_ANALYSIS_POINTS`.
     """
     _check_limit(limit)
     tr = trial_results.c
-    mine = tr.study_id == record.study_id
-    total = int(
-        conn.execute(
-            sa.select(sa.func.count()).where(mine, is_finite(tr.value), tr.state != "FAIL")
-        ).scalar_one()
-    )
+    totals = read_totals(conn, [record.study_id])[record.study_id]
+    total = sum(t.n_valued for t in totals)
     stride = max(1, -(-total // limit))
-    counted = sa.case((sa.and_(tr.state == "COMPLETE", is_finite(tr.value)), tr.value))
-    best = sa.func.max if record.direction == "maximize" else sa.func.min
-    inner = (
-        sa.select(
-            tr.number,
-            tr.state,
-            tr.value,
-            sa.func.sum(tr.epochs_run).over(order_by=tr.number, rows=(None, 0)).label("epochs"),
-            best(counted).over(order_by=tr.number, rows=(None, 0)).label("best"),
-        )
-        .where(mine)
-        .subquery("h")
+    mine = tr.study_id == record.study_id
+    top = conn.execute(sa.select(sa.func.max(tr.number)).where(mine)).scalar()
+    if top is None:
+        return History(total, [], [], [], [], [], [], [])
+    top = int(top)
+    grid = stride if top // stride < 2 * limit else -(-(top + 1) // limit)
+    columns = (tr.number, tr.epochs_run, tr.state, tr.value)
+    rows = strided_rows(conn, record, columns, sa.true(), stride=grid, limit=top // grid + 1)
+    if grid == stride:
+        sample = [r for r in rows if r[2] != "FAIL" and is_finite_number(r[3])][:limit]
+    else:
+        valued = sa.and_(tr.state != "FAIL", is_finite(tr.value))
+        sample = strided_rows(conn, record, columns, valued, stride=stride, limit=limit)
+    records = _records(conn, record, limit)
+    spent = estimate_spent(
+        {int(r[0]): int(r[1] or 0) for r in rows},
+        grid,
+        top,
+        sum(t.epochs_run for t in totals),
+        [int(r[0]) for r in sample] + [n for n, _ in records],
     )
-    h = inner.c
-    is_record = sa.and_(h.state == "COMPLETE", is_finite(h.value), h.value == h.best)
-    sampled = sa.and_(h.state != "FAIL", is_finite(h.value), h.number % stride == 0)
-    rows = conn.execute(
-        sa.select(h.number, h.state, h.value, h.epochs, is_record.label("rec"))
-        .where(sa.or_(is_record, sampled))
-        .order_by(h.number)
-    ).all()
-    out: dict[str, list[Any]] = {k: [] for k in ("n", "v", "s", "e", "rn", "rv", "re")}
-    for number, state, value, epochs, rec in rows:
-        if rec and len(out["rn"]) < limit:
-            out["rn"].append(int(number))
-            out["rv"].append(float(value))
-            out["re"].append(int(epochs or 0))
-        if int(number) % stride == 0 and state != "FAIL" and len(out["n"]) < limit:
-            out["n"].append(int(number))
-            out["v"].append(float(value))
-            out["s"].append(str(state))
-            out["e"].append(int(epochs or 0))
     return History(
         total=total,
-        numbers=out["n"],
-        values=out["v"],
-        states=out["s"],
-        epochs=out["e"],
-        record_numbers=out["rn"],
-        record_values=out["rv"],
-        record_epochs=out["re"],
+        numbers=[int(r[0]) for r in sample],
+        values=[float(r[3]) for r in sample],
+        states=[str(r[2]) for r in sample],
+        epochs=[spent[int(r[0])] for r in sample],
+        record_numbers=[n for n, _ in records],
+        record_values=[v for _, v in records],
+        record_epochs=[spent[n] for n, _ in records],
     )
+
+
+def _records(conn: Connection, record: StudyRecord, limit: int) -> list[tuple[int, float]]:
+    """The first ``limit`` COMPLETE trials with a finite value at least as good as every
+    earlier one (ties included), in number order.
+
+    Each query asks for the next ``batch`` trials after the last one seen that
+    are at least as good as the best so far, through the ``(study_id, state,
+    number)`` or ``(study_id, state, value)`` index; a batch whose trials all
+    were records (a run of ties) makes the next one bigger.
+    """
+    tr = trial_results.c
+    maximize = record.direction == "maximize"
+    base = sa.select(tr.number, tr.value).where(
+        tr.study_id == record.study_id, tr.state == "COMPLETE", is_finite(tr.value)
+    )
+    out: list[tuple[int, float]] = []
+    best: float | None = None
+    after, batch = -1, 4
+    while len(out) < limit:
+        query = base.where(tr.number > after)
+        if best is not None:
+            query = query.where(tr.value >= best if maximize else tr.value <= best)
+        rows = conn.execute(query.order_by(tr.number).limit(batch)).all()
+        hits = 0
+        for number, value in rows:
+            v = float(value)
+            if best is None or (v >= best if maximize else v <= best):
+                best = v
+                out.append((int(number), v))
+                hits += 1
+        if len(rows) < batch:
+            break
+        after = int(rows[-1][0])
+        batch = min(batch * 4, 1024) if hits == len(rows) else 4
+    return out[:limit]
+
+
+def estimate_spent(
+    epochs: dict[int, int], grid: int, top: int, total: int, numbers: list[int]
+) -> dict[int, int]:
+    """Epochs spent up to each of ``numbers``, from the trials numbered ``0, grid, 2 grid, ...``.
+
+    Args:
+        epochs: ``epochs_run`` of the finished trials among ``0, grid, ...`` (a
+            number missing here has no finished trial).
+        grid: The step between those numbers; with 1, the result is exact.
+        top: The study's highest finished trial number.
+        total: The epochs of all the study's finished trials (exact).
+        numbers: Where the sum is wanted.
+
+    ``epochs[k * grid]`` stands for the ``grid`` numbers up to ``k * grid``
+    (number 0 for itself), the numbers after the last multiple for the mean;
+    the sums are scaled to reach ``total`` at ``top`` and interpolated between
+    multiples of ``grid``.
+    """
+    points = list(range(0, top + 1, grid))
+    cum: list[float] = []
+    running = 0.0
+    for k, point in enumerate(points):
+        running += (1 if k == 0 else grid) * epochs.get(point, 0)
+        cum.append(running)
+    if cum[-1] <= 0:  # no sampled trial ran an epoch: spread the total evenly
+        cum = [float(point + 1) for point in points]
+    end = cum[-1] + (top - points[-1]) * cum[-1] / (points[-1] + 1)
+    scale = total / end
+    out = {}
+    for n in numbers:
+        k = min(n // grid, len(points) - 1)
+        at, upto = points[k], cum[k]
+        after, later = (points[k + 1], cum[k + 1]) if k + 1 < len(points) else (top, end)
+        if n >= top:
+            value = end
+        elif n == at or after == at:
+            value = upto
+        else:
+            value = upto + (later - upto) * (n - at) / (after - at)
+        out[n] = round(value * scale)
+    return out
 
 
 def param_sample(
@@ -156,21 +245,21 @@ def param_sample(
 ) -> ParamSample:
     """Up to ``limit`` complete trials with a finite value, of ``schedule`` if given.
 
-    Every ``ceil(total / limit)``-th trial number when more qualify; two queries.
+    Every ``ceil(total / limit)``-th trial number when more qualify, looked up
+    through the ``(study_id, number)`` index (:func:`strided_rows`); ``total``
+    from the running totals (:func:`complete_count`).
 
     Raises:
         ValueError: ``limit`` outside 1..:data:`MAX_ANALYSIS_POINTS`.
     """
     _check_limit(limit)
     tr = trial_results.c
-    where = sa.and_(tr.study_id == record.study_id, tr.state == "COMPLETE", is_finite(tr.value))
+    where = sa.and_(tr.state == "COMPLETE", is_finite(tr.value))
     if schedule is not None:
         where = sa.and_(where, tr.schedule == schedule)
-    total = int(conn.execute(sa.select(sa.func.count()).where(where)).scalar_one())
-    query = sa.select(tr.number, tr.value, tr.schedule, tr.params).where(where)
-    if total > limit:
-        query = query.where(tr.number % -(-total // limit) == 0)
-    rows = conn.execute(query.order_by(tr.number).limit(limit)).all()
+    total = complete_count(conn, record, schedule)
+    picked = (tr.number, tr.value, tr.schedule, tr.params)
+    rows = strided_rows(conn, record, picked, where, stride=-(-total // limit), limit=limit)
     parsed = []
     for _, _, _, raw in rows:
         try:
@@ -189,10 +278,20 @@ def param_sample(
     )
 
 
+_PLAIN = (int, str, bool, type(None))
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether a value read back is a finite number (what ``is_finite`` selects in SQL)."""
+    return value is not None and math.isfinite(float(value))
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value if isinstance(value, int | float | str | bool) or value is None else str(value)
+    if type(value) in _PLAIN:  # the common case first: one test per parameter value
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value if isinstance(value, int | str | bool) else str(value)
 
 
 def failure_summary(

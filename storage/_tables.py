@@ -67,6 +67,10 @@ trial_results = sa.Table(
     sa.Index("ix_lrsearch_trials_study_state_value", "study_id", "state", "value"),
     sa.Index("ix_lrsearch_trials_study_schedule", "study_id", "schedule", "state", "value"),
     sa.Index("ix_lrsearch_trials_study_number", "study_id", "number"),
+    # Revision 0004: the trial list's sorts by state and schedule, the scatter's count.
+    sa.Index("ix_lrsearch_trials_study_state_number", "study_id", "state", "number"),
+    sa.Index("ix_lrsearch_trials_study_schedule_number", "study_id", "schedule", "number"),
+    sa.Index("ix_lrsearch_trials_study_lr", "study_id", "learning_rate"),
 )
 
 # One row per trial a worker is running; heartbeats land here.

@@ -2,11 +2,13 @@
 
 The dashboard's trial table and ``GET /studies/{name}/trials`` read here. The
 finished trials (nearly all of a big study) come from the summary table
-``lrsearch_trials``, sorted and cut to one page in SQL after the cursor's
-key, through the ``(study_id, number)``, ``(study_id, state, value)`` and
-``(study_id, schedule, ...)`` indexes. Running and waiting trials (as many as
-there are workers, plus what is enqueued) are read whole with their
-parameters, filtered and sorted in Python, and merged with that page.
+``lrsearch_trials``, one page after the cursor's key read in pieces that
+the ``(study_id, number)``, ``(study_id, state, number)``, ``(study_id,
+state, value)`` and ``(study_id, schedule, number)`` indexes return in order
+(see :class:`_Listing`), so a page costs the same at any study size.
+Running and waiting trials (as many as there are workers, plus what is
+enqueued) are read whole with their parameters, filtered and sorted in
+Python, and merged with that page.
 
 Every sort ends with the trial number, so a key is unique and a cursor (the
 last row's key) resumes exactly after it. Rows without a value (running,
@@ -26,6 +28,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from lrsearch.storage._aggregates import UNFINISHED
+from lrsearch.storage._dashboard_queries import not_finite
 from lrsearch.storage._results import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -90,21 +94,6 @@ def _compare(sort: str, descending: bool, a: Key, b: Key) -> int:
     if a[0] == 0 and a[1] != b[1]:
         return sign * cmp(a[1], b[1])
     return cmp(a[2], b[2])
-
-
-def _sql_order(src: Any, sort: str, descending: bool) -> list[Any]:
-    def way(col: Any) -> Any:
-        return col.desc() if descending else col.asc()
-
-    c = src.c
-    if sort == "number":
-        return [way(c.number)]
-    if sort == "state":
-        return [way(c.state), c.number.asc()]
-    if sort == "value":
-        has = is_finite(c.value)
-        return [sa.case((has, 0), else_=1), way(sa.case((has, c.value))), c.number.asc()]
-    return [sa.case((c.schedule.is_(None), 1), else_=0), way(c.schedule), c.number.asc()]
 
 
 def _sql_after(src: Any, sort: str, descending: bool, key: Key) -> Any:
@@ -208,14 +197,8 @@ def list_trial_page(
     rows: list[Mapping[Any, Any]] = []
     finished = [s for s in FINISHED_STATES if s in wanted]
     if finished:
-        part = _finished_part(record, finished)
-        if schedules is not None:
-            part = part.where(trial_results.c.schedule.in_(list(schedules)))
-        src = part.subquery("f")
-        query = sa.select(src).order_by(*_sql_order(src, sort, descending))
-        if key is not None:
-            query = query.where(_sql_after(src, sort, descending, key))
-        rows += [r._mapping for r in conn.execute(query.limit(limit + 1))]
+        listing = _Listing(conn, record, finished, schedules, sort, descending, limit + 1)
+        rows += listing.rows(key)
     active = [s for s in ACTIVE_STATES if s in wanted]
     if active:
         rows += _active_rows(conn, record, active, schedules, sort, descending, key)
@@ -239,7 +222,10 @@ def _active_rows(
     key: Key | None,
 ) -> list[Mapping[Any, Any]]:
     """Running/waiting trials after ``key``, with their schedule (from their parameters)."""
-    found = [dict(r._mapping) for r in conn.execute(_active_part(record, states))]
+    # Spelt as the predicate of revision 0003's partial index over unfinished trials,
+    # so that this reads those few instead of every Optuna trial of the study.
+    query = _active_part(record, states).where(sa.text(f"trials.{UNFINISHED}"))
+    found = [dict(r._mapping) for r in conn.execute(query)]
     if not found:
         return []
     params = active_params(conn, [int(r["trial_id"]) for r in found])
@@ -253,3 +239,137 @@ def _active_rows(
             continue
         out.append(row)
     return out
+
+
+class _Listing:
+    """The first ``want`` finished trials after a key, each query an index range scan.
+
+    One ``ORDER BY`` over the whole study (``CASE`` terms, mixed directions) would
+    sort every trial; instead the listing is read in pieces that an index
+    returns in order, and merged by the caller:
+
+    - ``number``: one query through ``(study_id, number)``, or one per
+      filtered state through ``(study_id, state, number)``, merged;
+    - ``state``: the states one after the other, each by number through
+      ``(study_id, state, number)``, until the page is full;
+    - ``value``: one query per state through ``(study_id, state, value)``
+      (ties by number: PostgreSQL sorts within equal values only), merged;
+      the trials without a finite value (last either way) only when those do
+      not fill the page;
+    - ``schedule``: the schedule types one after the other (the next one
+      found through ``(study_id, schedule, number)``, or the filter's), each
+      by number, then the trials without one.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        record: StudyRecord,
+        states: list[str],
+        schedules: Sequence[str] | None,
+        sort: str,
+        descending: bool,
+        want: int,
+    ) -> None:
+        self.conn, self.record, self.states, self.schedules = conn, record, states, schedules
+        self.sort, self.descending, self.want = sort, descending, want
+
+    def _query(self, states: Sequence[str], *where: Any) -> sa.Select[Any]:
+        query = _finished_part(self.record, states).where(*where)
+        if self.schedules is not None:
+            query = query.where(trial_results.c.schedule.in_(list(self.schedules)))
+        return query
+
+    def _fetch(self, query: sa.Select[Any], *order: Any) -> list[Mapping[Any, Any]]:
+        return [r._mapping for r in self.conn.execute(query.order_by(*order).limit(self.want))]
+
+    def rows(self, key: Key | None) -> list[Mapping[Any, Any]]:
+        c = trial_results.c
+        if self.sort == "number":
+            way = c.number.desc() if self.descending else c.number.asc()
+            after = (
+                () if key is None else (_sql_after(trial_results, "number", self.descending, key),)
+            )
+            parts = (
+                [self.states]
+                if set(self.states) == set(FINISHED_STATES)
+                else [[s] for s in self.states]
+            )
+            return [r for part in parts for r in self._fetch(self._query(part, *after), way)]
+        if self.sort == "state":
+            return self._groups(sorted(self.states, reverse=self.descending), c.state, key)
+        if self.sort == "value":
+            return self._values(key)
+        if self.schedules is not None:
+            return self._groups(sorted(self.schedules, reverse=self.descending), c.schedule, key)
+        return self._schedules(key)
+
+    def _groups(self, groups: list[str], col: Any, key: Key | None) -> list[Mapping[Any, Any]]:
+        """Each group's trials (``col`` equal to it) by number, groups in the listing's order."""
+        out: list[Mapping[Any, Any]] = []
+        for group in groups:
+            if len(out) >= self.want:
+                break
+            where = [col == group]
+            if key is not None:
+                at = key[0] if self.sort == "state" else key[1]
+                if key[0] == 1 or _before(group, at, self.descending):
+                    continue
+                if group == at:
+                    where.append(trial_results.c.number > key[-1])
+            out += self._fetch(self._query(self.states, *where), trial_results.c.number)
+        return out
+
+    def _schedules(self, key: Key | None) -> list[Mapping[Any, Any]]:
+        """Walk the schedule types through the index, then the trials without one."""
+        c = trial_results.c
+        out: list[Mapping[Any, Any]] = []
+        if key is None or key[0] == 0:
+            group = self._next_schedule(None) if key is None else str(key[1])
+            while group is not None and len(out) < self.want:
+                out += self._groups([group], c.schedule, key)
+                group = self._next_schedule(group)
+        if len(out) < self.want:
+            where = [c.schedule.is_(None)]
+            if key is not None and key[0] == 1:
+                where.append(c.number > key[-1])
+            out += self._fetch(self._query(self.states, *where), c.number)
+        return out
+
+    def _next_schedule(self, after: str | None) -> str | None:
+        c = trial_results.c
+        query = sa.select(c.schedule).where(
+            c.study_id == self.record.study_id, c.schedule.is_not(None)
+        )
+        if after is not None:
+            query = query.where(c.schedule < after if self.descending else c.schedule > after)
+        way = c.schedule.desc() if self.descending else c.schedule.asc()
+        found = self.conn.execute(query.order_by(way).limit(1)).scalar()
+        return None if found is None else str(found)
+
+    def _values(self, key: Key | None) -> list[Mapping[Any, Any]]:
+        c = trial_results.c
+        out: list[Mapping[Any, Any]] = []
+        if key is None or key[0] == 0:
+            where = [is_finite(c.value)]
+            if key is not None:
+                v, n = key[1], key[2]
+                if self.descending:
+                    where += [c.value <= v, sa.or_(c.value < v, c.number > n)]
+                else:
+                    where += [c.value >= v, sa.or_(c.value > v, c.number > n)]
+            way = c.value.desc() if self.descending else c.value.asc()
+            for state in self.states:
+                out += self._fetch(self._query([state], *where), way, c.number)
+        if len(out) < self.want:
+            where = [not_finite(c.value)]
+            if key is not None and key[0] == 1:
+                where.append(c.number > key[-1])
+            for state in self.states:
+                out += self._fetch(self._query([state], *where), c.number)
+        return out
+
+
+def _before(group: str, at: str, descending: bool) -> bool:
+    """Whether ``group`` comes before ``at`` in the listing."""
+    return group > at if descending else group < at

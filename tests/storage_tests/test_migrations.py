@@ -48,12 +48,54 @@ def _db_upgrade(url: str) -> tuple[int, str, str]:
 def test_fresh_database_gets_every_revision_and_matches_the_tables(fresh_url: str) -> None:
     done = storage.upgrade_database(fresh_url)
     applied = [line.split(":")[0] for line in done]
-    assert applied == ["applied revision 0001", "applied revision 0002", "applied revision 0003"]
+    assert applied == [f"applied revision 000{i}" for i in range(1, 5)]
     assert scalar(fresh_url, f"SELECT version_num FROM {VERSION_TABLE}") == head_revision()
     # Optuna's own version table is Optuna's: still its head, never ours.
     assert scalar(fresh_url, "SELECT version_num FROM alembic_version") == optuna_head()
     assert schema_diff(fresh_url) == []
     assert storage.upgrade_database(fresh_url) == []
+
+
+def _index_names(url: str) -> set[str]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        inspector = sa.inspect(engine)
+        return {
+            str(ix["name"])
+            for table in ("lrsearch_trials", "trial_user_attributes")
+            for ix in inspector.get_indexes(table)
+        }
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_0002_and_upgrade_again_round_trips_the_indexes(fresh_url: str) -> None:
+    from alembic import command
+
+    from lrsearch.storage._migrations import alembic_config
+
+    storage.upgrade_database(fresh_url)
+    added = {
+        "ix_lrsearch_infeasible_attrs",
+        "ix_lrsearch_trials_study_state_number",
+        "ix_lrsearch_trials_study_schedule_number",
+        "ix_lrsearch_trials_study_lr",
+    }
+    assert added <= _index_names(fresh_url)
+    engine = sa.create_engine(fresh_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0002")
+    finally:
+        engine.dispose()
+    assert scalar(fresh_url, f"SELECT version_num FROM {VERSION_TABLE}") == "0002"
+    assert not added & _index_names(fresh_url)
+    assert [line.split(":")[0] for line in storage.upgrade_database(fresh_url)] == [
+        "applied revision 0003",
+        "applied revision 0004",
+    ]
+    assert added <= _index_names(fresh_url)
+    assert schema_diff(fresh_url) == []
 
 
 def _create_0_1_0_database(url: str, name: str) -> int:

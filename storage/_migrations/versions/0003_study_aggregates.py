@@ -15,10 +15,8 @@ that does not depend on the code of later revisions.
 the RUNNING and WAITING trials only (a few per study, whatever its size), so
 that a summary counts them without reading every trial of the study.
 
-``ix_lrsearch_infeasible_attrs``: a partial index on Optuna's
-``trial_user_attributes`` over the ``infeasible`` attrs only (trials that ran
-out of memory), which the study page lists: without it that lookup reads the
-attrs of every trial of the database.
+(The ``ix_lrsearch_infeasible_attrs`` index this revision was meant to add
+came only with revision 0004; its downgrade drops it if it is there.)
 """
 
 from __future__ import annotations
@@ -107,6 +105,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP INDEX ix_lrsearch_infeasible_attrs")
+    op.execute("DROP INDEX IF EXISTS ix_lrsearch_infeasible_attrs")
     op.execute("DROP INDEX ix_lrsearch_unfinished_trials")
     op.drop_table("lrsearch_study_aggregates")
