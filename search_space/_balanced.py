@@ -194,6 +194,9 @@ def protect_priority_trials(pruner: BasePruner) -> BasePruner:
     if protected is None:
 
         def prune(self: BasePruner, study: Study, trial: FrozenTrial) -> bool:
+            surely_keeps = getattr(self, "surely_keeps", None)
+            if surely_keeps is not None and surely_keeps(study, trial):
+                return False  # False either way, without reading the trial's system attrs
             if trial.system_attrs.get(PRIORITY_ATTR):
                 return False
             return bool(cls.prune(self, study, trial))
