@@ -1,4 +1,4 @@
-"""Search quality per epoch spent: random vs plain Optuna vs lrsearch's defaults (issue 10).
+"""Search quality per epoch spent: random vs plain Optuna vs lrsearch's defaults.
 
 Three methods, each over ``--seeds`` sampler seeds, every one with the same
 task, search space, model, training loop (``workers.train_trial``), data

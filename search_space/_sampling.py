@@ -16,7 +16,7 @@ from lrsearch.search_space._schedules import ParamSpec
 
 # Median and percentile pruners judge a trial only after this fraction of the
 # epoch budget (and never before ``pruner.min_epochs``). Measured on digits-mlp,
-# 15 epochs (issue 10): judged after epoch 1 they killed 55% of the cyclic and
+# 15 epochs: judged after epoch 1 they killed 55% of the cyclic and
 # 50% of the warm-up trials that ended in the top half; judged after epoch 4, at
 # most 21% of any schedule type. A quarter of the budget is epoch 4 of 15.
 PRUNE_WARMUP_FRACTION = 0.25

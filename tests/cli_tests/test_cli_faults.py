@@ -1,4 +1,4 @@
-"""The CLI's faults of issue 8, each against the real service over HTTP.
+"""The CLI's faults, each against the real service over HTTP.
 
 Names reach the service as one quoted path segment; ``keys create`` never
 prints the storage password; ``submit`` refuses oversized files and YAML alias

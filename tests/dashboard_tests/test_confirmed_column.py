@@ -1,4 +1,4 @@
-"""The leaderboard's Confirmed column in headless Chromium (issue 11, item 2)."""
+"""The leaderboard's Confirmed column in headless Chromium."""
 
 from __future__ import annotations
 

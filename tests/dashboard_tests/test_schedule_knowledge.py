@@ -1,4 +1,4 @@
-"""The dashboard's views of schedule knowledge, in headless Chromium (issue 11).
+"""The dashboard's views of schedule knowledge, in headless Chromium.
 
 Each winner's PyTorch scheduler on the leaderboard (and in the demo's table),
 an ``auto`` study's LR range-test curve, and the "best schedules for a task"

@@ -1,4 +1,4 @@
-"""Defaults chosen by issue 10's measurement: pruners wait, warm-up trials do not ramp twice."""
+"""Defaults chosen by the search benchmark: pruners wait, warm-up trials do not ramp twice."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _first_pruned_epoch(definition: StudyDefinition) -> int | None:
 def test_median_and_percentile_wait_a_quarter_of_the_budget(
     minimal_raw: dict[str, Any], kind: str
 ) -> None:
-    # Before issue 10, n_warmup_steps = min_epochs - 1 = 0 pruned after epoch 1.
+    # Before that change, n_warmup_steps = min_epochs - 1 = 0 pruned after epoch 1.
     definition = _definition(minimal_raw, 15, type=kind)
     assert _first_pruned_epoch(definition) == 3  # judged after 4 of 15 epochs
 

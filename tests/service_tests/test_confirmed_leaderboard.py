@@ -1,4 +1,4 @@
-"""Confirmed winners over REST (issue 11, item 2): the leaderboard and the trial protocol.
+"""Confirmed winners over REST: the leaderboard and the trial protocol.
 
 The leaderboard case writes chosen values through the real trial path, so the
 ranking and the within-noise flags are known by hand: step's single best trial

@@ -1,4 +1,4 @@
-"""Confirmed winners on real SQLite and PostgreSQL (issue 11, item 2).
+"""Confirmed winners on real SQLite and PostgreSQL.
 
 A real worker trains a small synthetic study to its end, confirmation phase
 included; the enqueueing is checked for idempotence with two claimers at once

@@ -1,4 +1,4 @@
-"""Out of GPU memory is a constraint, not noise (issue 11, item 7).
+"""Out of GPU memory is a constraint, not noise.
 
 A trial that runs out of memory ends PRUNED (not FAIL, not retried) with its
 ``oom`` error, records which batch size did not fit on which device, and under

@@ -1,4 +1,4 @@
-"""Reproducible by construction (issue 10): replays, data_seed, and stable sampler slots.
+"""Reproducible by construction: replays, data_seed, and stable sampler slots.
 
 Everything here runs the real pull loop in-process on real storage (a SQLite
 file, and PostgreSQL where parametrized) with real PyTorch on a tiny task.

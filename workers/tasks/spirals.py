@@ -1,6 +1,6 @@
 """``spirals-mlp``: interleaved noisy spirals, hidden among distractor features, and an MLP.
 
-A schedule-sensitive benchmark task (issue 10). On digits-mlp every sensible
+A schedule-sensitive benchmark task. On digits-mlp every sensible
 configuration ends within a few validation images of 0.98, so search methods
 cannot be told apart. Here the decision boundary is a many-turn spiral that a
 small MLP only fits with a well-chosen learning rate, and a part of the
