@@ -8,8 +8,10 @@
 // This file is the core (API access, routing, the studies list and the study page); it
 // publishes its helpers as window.LR for charts.js, views_trials.js and views_analysis.js,
 // which index.html loads after it, and starts once all of them are in (DOMContentLoaded).
-// Tests and the render benchmark wait for document.body.dataset.rendered
-// (the view's name) and read window.__lrsearchRendered (performance.now()).
+// Two marks per view, for tests and the render benchmark (bench/dashboard_render.py):
+// document.body.dataset.content and window.__lrsearchContent (performance.now()) once its
+// text and tables are drawn, document.body.dataset.rendered and window.__lrsearchRendered
+// once everything, charts included, is drawn (the same moment on views without charts).
 "use strict";
 
 (() => {
@@ -23,13 +25,6 @@
 
   const $ = (id) => document.getElementById(id);
   const enc = encodeURIComponent;
-
-  // plotly.js comes in an async <script>: fetching data need not wait for it, drawing does.
-  const plotlyReady = new Promise((resolve, reject) => {
-    if (window.Plotly) return resolve(window.Plotly);
-    $("plotly-js").addEventListener("load", () => resolve(window.Plotly));
-    $("plotly-js").addEventListener("error", () => reject(new Error("plotly.js did not load")));
-  });
 
   // ---------------------------------------------------------------- API access
 
@@ -132,9 +127,18 @@
     for (const v of VIEWS) $(v).hidden = v !== id;
   }
 
+  // The view's text and tables are on screen (its charts may still be drawing).
+  function markContent(name) {
+    window.__lrsearchContent = performance.now();
+    document.body.dataset.content = name;
+  }
+
+  // Everything is on screen, charts included.
   function markRendered(name) {
+    if (document.body.dataset.content !== name) markContent(name);
     window.__lrsearchRendered = performance.now();
     document.body.dataset.rendered = name;
+    LR.charts.plotlyWhenIdle(); // for the next page's charts
   }
 
   // Removes every piece of data from the page (wrong or forgotten key).
@@ -165,6 +169,7 @@
     me = null;
     localStorage.removeItem(KEY_STORAGE);
     clearData();
+    delete document.body.dataset.content;
     delete document.body.dataset.rendered;
     $("error").hidden = true;
     $("forget-key").hidden = true;
@@ -173,6 +178,7 @@
     setCrumbs([]);
     show("key-view");
     $("key-input").focus();
+    LR.charts.plotlyWhenIdle(); // while the key is typed
   }
 
   function fail(token, error) {
@@ -202,6 +208,7 @@
   function route() {
     const token = ++view;
     clearTimeout(pollTimer);
+    delete document.body.dataset.content;
     delete document.body.dataset.rendered;
     $("error").hidden = true;
     if (!apiKey && keysChecked) return askForKey("");
@@ -213,6 +220,7 @@
       // a malformed address: the studies list
     }
     const [kind, name, sub, number] = parts;
+    if (kind === "study" && name && sub !== "trials") LR.charts.prefetchPlotly(); // a view with charts
     let run;
     if (kind === "study" && name && sub === "trial" && /^\d+$/.test(number || "")) {
       run = LR.views.trial(token, name, Number(number));
@@ -311,13 +319,19 @@
 
   // -------------------------------------------------------------------- study
 
-  async function loadResults(name) {
-    const [schedules, curves, scatter] = await Promise.all([
-      api(`/studies/${enc(name)}/schedules`),
+  // The study page's results: the leaderboard (GET schedules) and the charts' two requests.
+  const askSchedules = (name) => api(`/studies/${enc(name)}/schedules`);
+
+  function askCharts(name) {
+    return Promise.all([
       api(`/studies/${enc(name)}/curves?per_schedule=${CURVES_PER_SCHEDULE}&pruned=${PRUNED_CURVES}`),
       api(`/studies/${enc(name)}/scatter?limit=${SCATTER_POINTS}`),
-    ]);
-    return { schedules, curves, scatter };
+    ]).then(([curves, scatter]) => ({ curves, scatter }));
+  }
+
+  async function loadResults(name) {
+    const [schedules, charts] = await Promise.all([askSchedules(name), askCharts(name)]);
+    return { schedules, ...charts };
   }
 
   // Results change only when trials finish; counts of running ones do not matter.
@@ -325,7 +339,8 @@
   // Parameter importance is the one costly endpoint (the service fits a model over the
   // trials), so it never holds up the other charts, only one request is in flight, and
   // while trials keep finishing it is asked again at most every IMPORTANCE_EVERY_MS.
-  function importanceFeed(token, name) {
+  // Its chart waits for `drawable` (the page's text and tables drawn first).
+  function importanceFeed(token, name, drawable) {
     let inFlight = null;
     let askedFor = null; // resultsKey the last request was made for
     let askedAt = 0;
@@ -346,7 +361,8 @@
       askedAt = Date.now();
       inFlight = fetchOnce()
         .then(async (importance) => {
-          if (token === view) await LR.charts.drawImportance(await plotlyReady, importance);
+          await drawable;
+          if (token === view) await LR.charts.drawImportance(await LR.plotly(), importance);
         })
         .finally(() => {
           inFlight = null;
@@ -358,33 +374,51 @@
     return want;
   }
 
+  // Every request at once (they are independent). The header, the leaderboard and the
+  // tables beside it are drawn as soon as their answers are in (markContent); plotly.js is
+  // loaded only then, for the charts (markRendered once all of them, importance included,
+  // are drawn). window.__lrsearchTimings keeps the steps (performance.now()).
   async function showStudy(token, name) {
     setCrumbs([[name, null]]);
     $("pytorch-box").hidden = true; // another study's code must not linger
     $("study-name").textContent = name;
-    window.__lrsearchTimings = {};
+    const timings = {};
+    window.__lrsearchTimings = timings;
     LR.charts.placeholder($("chart-importance"), "Computing parameter importance…");
     $("study-trials-link").href = `${studyHash(name)}/trials`;
     $("study-analysis-link").href = `${studyHash(name)}/analysis`;
-    // Everything at once: the study, its results, importance and the key's scope are independent.
-    const importance = importanceFeed(token, name);
+    let contentDrawn;
+    const drawable = new Promise((resolve) => { contentDrawn = resolve; });
+    // What the text and tables need first: the browser runs 6 requests at a time.
+    const studyAsked = api(`/studies/${enc(name)}`);
+    const schedulesAsked = askSchedules(name);
+    const whoAsked = whoami();
+    LR.study.prefetch(name);
+    const chartsAsked = askCharts(name);
+    chartsAsked.catch(() => {}); // if the text's requests fail first, their error is shown
+    const importance = importanceFeed(token, name, drawable);
     const importanceDrawn = importance("first", true);
     importanceDrawn.catch(() => {}); // if the rest fails first, its error is the one shown
-    const [study, results] = await Promise.all([
-      api(`/studies/${enc(name)}`), loadResults(name), whoami(),
-    ]);
+    Promise.all([studyAsked, schedulesAsked, chartsAsked])
+      .then(() => { timings.data = performance.now(); }, () => {});
+    const [study, schedules] = await Promise.all([studyAsked, schedulesAsked, whoAsked]);
     if (token !== view) return;
-    window.__lrsearchTimings.data = performance.now();
     show("study-view");
     renderStudyHeader(study);
-    renderLeaderboard(name, results.schedules);
-    // Running trials, pace, failures and the note (views_analysis.js), beside the charts.
-    const extras = LR.study.update(token, name, study, true);
-    await plotlyReady;
-    window.__lrsearchTimings.plotly = performance.now();
+    renderLeaderboard(name, schedules);
+    // Running trials, pace, failures and the note (views_analysis.js), beside the leaderboard.
+    const extras = await LR.study.update(token, name, study, true);
+    if (token !== view) return;
+    markContent("study");
+    contentDrawn();
+    const results = { schedules, ...(await chartsAsked) };
+    if (token !== view) return;
+    timings.plotlyAsked = performance.now();
+    await LR.plotly();
+    timings.plotly = performance.now();
     await LR.charts.drawStudyCharts(name, study, results);
-    window.__lrsearchTimings.withoutImportance = performance.now();
-    await Promise.all([importanceDrawn, extras]);
+    timings.withoutImportance = performance.now();
+    await Promise.all([importanceDrawn, extras.drawCharts()]);
     if (token !== view) return;
     markRendered("study");
     let seen = resultsKey(study);
@@ -394,7 +428,9 @@
       const now = await api(`/studies/${enc(name)}`);
       if (token !== view) return;
       renderStudyHeader(now);
-      await LR.study.update(token, name, now, false);
+      const more = await LR.study.update(token, name, now, false);
+      if (token !== view) return;
+      await more.drawCharts();
       if (token !== view) return;
       if (resultsKey(now) !== seen) {
         const fresh = await loadResults(name);
@@ -582,10 +618,11 @@
   $("forget-key").addEventListener("click", () => askForKey(""));
   window.addEventListener("hashchange", route);
 
-  // What the other scripts use; `current()` is the navigation token, `me()` the key's scope.
+  // What the other scripts use; `current()` is the navigation token, `me()` the key's scope;
+  // charts.js adds `charts` and `plotly()`.
   const LR = {
     $, el, api, ApiError, enc, num, lr, fixed, plain, age, studyHash, trialHash, taskHash,
-    setCrumbs, badge, show, markRendered, pollLater, fail, whoami, plotlyReady, isLive,
+    setCrumbs, badge, show, markContent, markRendered, pollLater, fail, whoami, isLive,
     settingsContent, showError, current: () => view, me: () => me, POLL_MS,
     views: {}, study: null, charts: null,
   };

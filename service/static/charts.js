@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { $, el, lr, plotlyReady, trialHash } = window.LR;
+  const { $, el, lr, trialHash } = window.LR;
   const PLOT_CONFIG = { displaylogo: false, responsive: true };
   const COLOURS = {
     step: "#1f77b4", exponential: "#ff7f0e", cosine: "#2ca02c",
@@ -14,6 +14,48 @@
   // Shades of a hue for the 1st, 2nd, 3rd... trial of a type: >0 towards white, <0 towards black.
   const SHADES = [0, 0.45, -0.4, 0.7, -0.6, 0.25, -0.2, 0.85, -0.75, 0.6];
   const NO_COMPLETE = "No completed trial yet: this chart appears once a trial completes.";
+
+  // plotly.js (4.8 MB, about a second of CPU to start) is only loaded when a chart is about
+  // to be drawn, by inserting its <script>: text and tables never wait for it.
+  // prefetchPlotly() lets the browser fetch it early, without running it.
+  const PLOTLY_SRC = document.querySelector("meta[name=lrsearch-plotly]").content;
+  let plotlyLoading = null;
+
+  function plotly() {
+    if (window.Plotly) return Promise.resolve(window.Plotly);
+    if (!plotlyLoading) {
+      plotlyLoading = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = PLOTLY_SRC;
+        script.async = true;
+        script.addEventListener("load", () => resolve(window.Plotly));
+        script.addEventListener("error", () => {
+          plotlyLoading = null; // the next chart tries again
+          script.remove();
+          reject(new Error("plotly.js did not load"));
+        });
+        document.head.append(script);
+      });
+    }
+    return plotlyLoading;
+  }
+
+  function prefetchPlotly() {
+    if (window.Plotly || $("plotly-prefetch")) return;
+    const link = document.createElement("link");
+    Object.assign(link, { id: "plotly-prefetch", rel: "preload", as: "script", href: PLOTLY_SRC });
+    document.head.append(link);
+  }
+  // Once a page without charts is drawn (the key form, the studies list), the browser's
+  // idle time loads plotly.js, so that the next page with charts finds it ready.
+  function plotlyWhenIdle() {
+    if (window.Plotly || plotlyLoading) return;
+    const start = () => plotly().catch(() => {}); // a chart that needs it will try again
+    if (window.requestIdleCallback) window.requestIdleCallback(start);
+    else setTimeout(start, 500);
+  }
+
+  window.LR.plotly = plotly; // before views_trials.js and views_analysis.js take it
 
   const scheduleOrder = [];
   function colour(schedule) {
@@ -84,7 +126,7 @@
   }
 
   async function drawStudyCharts(name, study, results) {
-    const Plotly = await plotlyReady;
+    const Plotly = await plotly();
     const ids = ["chart-lr", "chart-learning", "chart-scatter"];
     if (!study.counts.COMPLETE) {
       // One sentence instead of empty axes.
@@ -220,6 +262,6 @@
 
   window.LR.charts = {
     PLOT_CONFIG, NO_COMPLETE, colour, shade, layout, logAxis, curveTrace, rankShades,
-    placeholder, react, drawStudyCharts, drawImportance,
+    placeholder, react, drawStudyCharts, drawImportance, prefetchPlotly, plotlyWhenIdle,
   };
 })();

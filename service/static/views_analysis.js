@@ -7,7 +7,7 @@
 (() => {
   const LR = window.LR;
   const { $, el, api, enc, num, plain, studyHash, trialHash, setCrumbs, show, markRendered,
-    whoami, plotlyReady } = LR;
+    whoami, plotly } = LR;
   const RUNNING_SHOWN = 10; // as `lrsearch status --watch` (cli/watch.py MAX_RUNNING_SHOWN)
   const POINTS = 2000;
   const ENDED = ["finished", "cancelled", "failed"];
@@ -43,20 +43,23 @@
 
   // ------------------------------------------------------------ running trials
 
-  // The running trials (worker, elapsed time, epoch reached) and their learning curves so far,
-  // read again on every refresh of the study page: two bounded requests.
+  const NOTHING_TO_DRAW = () => Promise.resolve();
+
+  // The running trials (worker, elapsed time, epoch reached), read again on every refresh of
+  // the study page: two bounded requests. Resolves, once the table is drawn, to the function
+  // that draws their learning curves so far.
   async function updateRunning(token, name, study) {
     const box = $("running-box");
     if (!study.counts.RUNNING) {
       box.hidden = true;
       $("running-table").tBodies[0].replaceChildren();
       if (window.Plotly) window.Plotly.purge($("chart-running"));
-      return;
+      return NOTHING_TO_DRAW;
     }
     const page = await api(`/studies/${enc(name)}/trials?state=RUNNING&limit=${RUNNING_SHOWN}`);
     const numbers = page.items.map((t) => t.number);
     const curves = numbers.length ? await api(`/studies/${enc(name)}/curves?numbers=${numbers.join(",")}`) : { items: [] };
-    if (token !== LR.current()) return;
+    if (token !== LR.current()) return NOTHING_TO_DRAW;
     const byNumber = new Map(curves.items.map((c) => [c.number, c]));
     box.hidden = false;
     $("running-table").tBodies[0].replaceChildren(...page.items.map((t) => {
@@ -71,9 +74,13 @@
         el("td", { "data-field": "worker" }, plain(t.worker)),
         el("td", { className: "num", "data-field": "elapsed" }, Number.isFinite(t.duration_s) ? duration(t.duration_s) : "—"));
     }));
+    return () => drawRunning(token, study, page.items, byNumber);
+  }
+
+  async function drawRunning(token, study, running, byNumber) {
     const { react, layout, curveTrace } = LR.charts;
     const shades = new Map();
-    const traces = page.items.filter((t) => byNumber.has(t.number)).map((t) => {
+    const traces = running.filter((t) => byNumber.has(t.number)).map((t) => {
       const c = byNumber.get(t.number);
       const schedule = t.schedule || "?";
       const rank = shades.get(schedule) || 0;
@@ -81,7 +88,8 @@
       return curveTrace({ number: t.number, schedule, group: "running", shade: rank }, c.values, c.epochs,
         { mode: "lines+markers" });
     });
-    await plotlyReady;
+    await plotly();
+    if (token !== LR.current()) return;
     await react($("chart-running"), traces, layout({
       xaxis: { title: { text: "epoch" }, range: [-0.2, Math.max(1, study.max_epochs - 1) + 0.2], dtick: study.max_epochs <= 20 ? 1 : undefined },
       yaxis: { title: { text: study.metric } },
@@ -101,7 +109,7 @@
       return line.replaceChildren();
     }
     if (failuresSeen === `${name}/${failed}` && !line.hidden) return;
-    const body = await api(`/studies/${enc(name)}/failures?top=3`);
+    const body = await ask("failures", name, "failures?top=3");
     if (token !== LR.current()) return;
     failuresSeen = `${name}/${failed}`;
     const [top, ...others] = body.errors;
@@ -193,7 +201,7 @@
     const canEdit = me && (me.scope === "submit" || me.scope === "admin");
     $("note-edit").hidden = !canEdit;
     $("note-form").hidden = true;
-    const note = await api(`/studies/${enc(name)}/note`);
+    const note = await ask("note", name, "note");
     if (token !== LR.current()) return;
     noteOf = name;
     renderNote(note);
@@ -224,15 +232,40 @@
     };
   }
 
-  // Called by the study page when it is drawn (first) and on every refresh.
+  // The note and the failures are asked for with the study page's first requests, before
+  // the study's counts say whether it has failures (a study without any answers at once):
+  // `early` keeps those answers until update(first) takes or drops them.
+  const early = new Map(); // what -> { name, answer }
+
+  function prefetch(name) {
+    early.clear();
+    for (const [what, path] of [["note", "note"], ["failures", "failures?top=3"]]) {
+      const answer = api(`/studies/${enc(name)}/${path}`);
+      answer.catch(() => {}); // whoever takes it shows the error
+      early.set(what, { name, answer });
+    }
+  }
+
+  function ask(what, name, path) {
+    const asked = early.get(what);
+    early.delete(what);
+    return asked && asked.name === name ? asked.answer : api(`/studies/${enc(name)}/${path}`);
+  }
+
+  // Called by the study page when it is drawn (first, after prefetch) and on every refresh.
+  // Resolves once the text and tables are drawn, to { drawCharts }, which the page calls
+  // when it draws its charts.
   async function update(token, name, study, first) {
     $("study-pace").hidden = !LR.isLive(study);
     $("study-pace").textContent = `${study.epochs_spent} epochs spent · ${rateText(study, perHour(study))}`;
-    await Promise.all([
+    const asked = [
       updateRunning(token, name, study),
       updateFailures(token, name, study),
       first || noteOf !== name ? loadNote(token, name) : null,
-    ]);
+    ];
+    early.clear(); // an answer not taken now would be stale later
+    const [drawCharts] = await Promise.all(asked);
+    return { drawCharts };
   }
 
   // ------------------------------------------------------------------ analysis
@@ -240,6 +273,9 @@
   async function showAnalysis(token, name) {
     setCrumbs([[name, studyHash(name)], ["analysis", null]]);
     $("analysis-title").textContent = `Analysis of ${name}`;
+    // A page of charts only: plotly.js starts while the answers come in.
+    const charts = plotly();
+    charts.catch(() => {}); // awaited below, after the answers
     const [study, history, params] = await Promise.all([
       api(`/studies/${enc(name)}`),
       api(`/studies/${enc(name)}/history?limit=${POINTS}`),
@@ -252,7 +288,7 @@
     const select = $("slice-schedule");
     select.replaceChildren(...schedules.map((s) => el("option", { value: s }, s)));
     select.value = (study.best && study.best.schedule) || schedules[0];
-    await plotlyReady;
+    await charts;
     const drawSlice = async () => {
       const sample = study.counts.COMPLETE
         ? await api(`/studies/${enc(name)}/params?schedule=${enc(select.value)}&limit=${POINTS}`) : null;
@@ -403,5 +439,5 @@
   }
 
   LR.views.analysis = showAnalysis;
-  LR.study = { update, markdown };
+  LR.study = { update, prefetch, markdown };
 })();

@@ -6,7 +6,7 @@
   const LR = window.LR;
   const {
     $, el, api, enc, num, lr, fixed, plain, studyHash, trialHash, setCrumbs, badge, show,
-    markRendered, pollLater, whoami, plotlyReady, settingsContent,
+    markContent, markRendered, pollLater, whoami, plotly, settingsContent,
   } = LR;
   const TASK_TOP = 3; // trials per schedule type on the task page
   const PAGE = 50; // rows of the all-trials table
@@ -154,7 +154,9 @@
     const [[trial, study]] = await Promise.all([load(), whoami()]);
     if (token !== LR.current()) return;
     show("trial-view");
-    await renderTrial(trial, study);
+    const charts = renderTrial(trial, study); // its tables are drawn when it returns
+    markContent("trial");
+    await charts;
     if (token !== LR.current()) return;
     markRendered("trial");
     const active = (t) => t.state === "RUNNING" || t.state === "WAITING";
@@ -194,7 +196,7 @@
     const c = { number: t.number, schedule: t.schedule || "?", group: t.state === "PRUNED" ? "pruned" : "top" };
     const epochAxis = { title: { text: "epoch" }, dtick: study.max_epochs <= 20 ? 1 : undefined };
     const { react, curveTrace, layout, logAxis } = LR.charts;
-    await plotlyReady;
+    await plotly();
     await Promise.all([
       react($("trial-chart-lr"), [curveTrace(c, t.lr_curve, t.lr_curve.map((_, i) => i))],
         layout({ showlegend: false, xaxis: epochAxis, yaxis: logAxis("learning rate") })),
