@@ -77,6 +77,7 @@ def test_downgrade_to_0002_and_upgrade_again_round_trips_the_indexes(fresh_url: 
     storage.upgrade_database(fresh_url)
     added = {
         "ix_lrsearch_infeasible_attrs",
+        "ix_lrsearch_confirmation_attrs",
         "ix_lrsearch_trials_study_state_number",
         "ix_lrsearch_trials_study_schedule_number",
         "ix_lrsearch_trials_study_lr",
