@@ -61,6 +61,8 @@ def _assert_no_sessions_left(pg: storage.Backend, workers: list[Proc]) -> None:
         )
 
 
+# Alone: several workers on a 3 s grace period; a starved heartbeat reads as stale.
+@pytest.mark.serial
 def test_four_workers_finish_a_40_trial_study_exactly_once_each(
     pg_url: str, pg: storage.Backend, make_study, procs: Procs
 ) -> None:
@@ -100,6 +102,8 @@ def test_four_workers_finish_a_40_trial_study_exactly_once_each(
     _assert_no_sessions_left(pg, workers)
 
 
+# Alone: several workers on a 3 s grace period; a starved heartbeat reads as stale.
+@pytest.mark.serial
 def test_eight_workers_racing_for_ten_trials_finish_exactly_ten(
     pg_url: str, pg: storage.Backend, make_study, procs: Procs
 ) -> None:

@@ -36,7 +36,9 @@ from tests.distributed_tests.conftest import (
     worker_sessions,
 )
 
-pytestmark = pytest.mark.postgres
+# Alone: these kill workers on a heartbeat clock, and the last one restarts the
+# shared PostgreSQL server.
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]
 
 STOP_TIMEOUT_S = 10.0
 

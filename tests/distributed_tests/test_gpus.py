@@ -207,6 +207,7 @@ def _environ(pid: int) -> dict[str, str]:
 
 
 @pytest.mark.postgres
+@pytest.mark.serial  # waits on children that train and restart: timing-sensitive
 def test_supervisor_with_fake_gpu_ids_on_cpu_restarts_a_dead_child_and_forwards_sigterm_without_gpu(
     pg_url: str, pg: storage.Backend, make_study, procs: Procs
 ) -> None:
@@ -293,6 +294,7 @@ def _enqueue(pg: storage.Backend, record: storage.StudyRecord, batch_sizes: list
 
 
 @pytest.mark.postgres
+@pytest.mark.serial  # timing-sensitive under load
 def test_cuda_oom_raised_by_a_plugin_task_prunes_the_trial_and_the_worker_goes_on_without_gpu(
     pg_url: str, pg: storage.Backend, make_study, procs: Procs, plugin_path: str
 ) -> None:
@@ -304,7 +306,7 @@ def test_cuda_oom_raised_by_a_plugin_task_prunes_the_trial_and_the_worker_goes_o
 
     trials = assert_exact_budget(pg, record)
     assert [t.params["batch_size"] for t in trials] == OOM_PLAN
-    # PRUNED, not FAIL: an OOM marks the batch size infeasible (issue 11, item 7).
+    # PRUNED, not FAIL: an OOM marks the batch size infeasible.
     assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.COMPLETE] * 2
     for t in trials[::2]:
         assert str(t.user_attrs["error"]).startswith("oom: CUDA out of memory")

@@ -16,7 +16,8 @@ from tests.distributed_tests.conftest import (
     worker_env,
 )
 
-pytestmark = pytest.mark.postgres
+# Alone: a kill -9 and a 3 s grace period; a starved heartbeat reads as stale.
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]
 
 
 def test_a_killed_packed_worker_leaves_every_trial_of_its_pack_stale_and_retried(

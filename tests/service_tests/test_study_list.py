@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,7 +58,9 @@ def statements(api: Api) -> Iterator[list[str]]:
     seen: list[str] = []
 
     def record(*args: Any) -> None:
-        seen.append(str(args[2]))
+        # Not the app's periodic stale-trial sweep (its own thread, over every study).
+        if threading.current_thread().name != "stale-sweeper":
+            seen.append(str(args[2]))
 
     sa.event.listen(api.backend.engine, "before_cursor_execute", record)
     yield seen

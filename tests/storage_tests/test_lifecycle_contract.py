@@ -305,6 +305,7 @@ def _worker_process(url: str, name: str) -> None:
     )
 
 
+@pytest.mark.serial  # kills a worker and waits for its heartbeat to go stale
 def test_three_worker_processes_finish_the_budget_exactly_and_retry_a_dead_claim(
     backend: storage.Backend,
 ) -> None:

@@ -167,6 +167,7 @@ def test_max_trials_stops_the_worker(sqlite_url: str, study_name: str) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.serial  # timing-sensitive under load
 def test_two_worker_processes_share_one_postgres_study(postgres_url: str, study_name: str) -> None:
     _create(postgres_url, study_name, budget={"n_trials": 12, "max_epochs": 3})
     env = {**os.environ, "LRSEARCH_STORAGE": postgres_url}
@@ -200,7 +201,7 @@ def test_two_worker_processes_share_one_postgres_study(postgres_url: str, study_
     assert len(workers) == 2, f"both processes should have trained trials: {workers}"
 
 
-# -- robustness: reconnects, failing studies, poison rows (issue 8) ----------------------
+# -- robustness: reconnects, failing studies, poison rows ----------------------
 
 
 def _lrs(url: str, name: str) -> list[float]:
