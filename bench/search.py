@@ -13,6 +13,9 @@ split (``data_seed`` 0) and per-trial training seed:
   (the default pruner judging warm-up and cyclic trials like any other);
 - ``lrsearch-nobalance``: the same with ``sampler: {balance_schedules: false}``
   (TPE chooses the schedule type too, no first round per type);
+- ``lrsearch-late``: balancing from half the budget on, every trial a priority
+  trial then (``sampler: {balance_start: 0.5, balance_every: 1}``): TPE
+  exploits first, the leaderboard is filled afterwards;
 - ``lrsearch-noprotect``: balancing, but ``sampler: {protect_priority: false}``
   (the pruner may stop the trials that keep a type alive);
 - ``lrsearch-pack``: lrsearch's defaults, the worker packing up to
@@ -90,6 +93,7 @@ METHODS = (
     "lrsearch-nobalance",
     "lrsearch-noprotect",
     "lrsearch-pack",
+    "lrsearch-late",
     "warm",
     "cold",
 )
@@ -100,6 +104,8 @@ SECOND_SEED = 1000
 SMOKE_TASK_OPTIONS = {"n_train": 256, "n_val": 128}
 # ``lrsearch-pack``: the worker's --pack.
 PACK_K = 8
+# ``lrsearch-late``: balancing's priority trials from this fraction of the budget on.
+LATE_START = 0.5
 
 
 def _raw_definition(args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -126,6 +132,10 @@ def _study_raw(args: argparse.Namespace, method: str, seed: int, name: str) -> d
         raw["sampler"]["balance_schedules"] = False  # TPE alone chooses the schedule type
     if method == "lrsearch-noprotect":
         raw["sampler"]["protect_priority"] = False  # priority trials may be pruned
+    if method == "lrsearch-late":
+        # TPE alone for the first half (after the first round), then every trial
+        # to a type short of completed trials until each has enough.
+        raw["sampler"] |= {"balance_start": LATE_START, "balance_every": 1}
     return raw
 
 

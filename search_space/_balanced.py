@@ -17,6 +17,9 @@ The rule for the ``schedule`` parameter of a trial:
   a type's trials would otherwise leave it without the few completed trials a
   per-type leaderboard needs; a sampler that learned early that a type looks
   worse would never try it again.
+- **Later start** (``start``): before that trial number there are no priority
+  trials, only the first round, so the wrapped sampler can exploit first and
+  the leaderboard's completed trials come afterwards.
 - **Otherwise** the wrapped sampler chooses, as it would without the wrapper.
 
 A priority trial is marked (system attribute ``lrsearch:balance_priority``) and,
@@ -61,15 +64,25 @@ class BalancedScheduleSampler(BaseSampler):
             after the first round until each type has ``min_completed``).
         seed: Salts the tie-breaking generator (with the trial number); ``None``
             draws one at construction.
+        start: The first trial number that may be a priority trial (the first
+            round is not delayed): before it, the wrapped sampler chooses.
     """
 
     def __init__(
-        self, base: BaseSampler, *, min_completed: int, every: int, seed: int | None
+        self,
+        base: BaseSampler,
+        *,
+        min_completed: int,
+        every: int,
+        seed: int | None,
+        start: int = 0,
     ) -> None:
-        if min_completed < 0 or every < 1:
+        if min_completed < 0 or every < 1 or start < 0:
             raise ValueError(
-                f"need min_completed >= 0 and every >= 1, got {min_completed}, {every}"
+                "need min_completed >= 0, every >= 1 and start >= 0, "
+                f"got {min_completed}, {every}, {start}"
             )
+        self.start = start
         self.base = base
         self.min_completed = min_completed
         self.every = every
@@ -133,7 +146,7 @@ class BalancedScheduleSampler(BaseSampler):
         untried = [c for c in choices if counts[c][2] == 0]
         if untried:
             return rng.choice(untried)
-        if trial.number % self.every != 0:
+        if trial.number < self.start or trial.number % self.every != 0:
             return None
         short = [c for c in choices if counts[c][0] < self.min_completed]
         if not short:

@@ -3,7 +3,9 @@
 Balancing (``balance_schedules``) puts :class:`BalancedScheduleSampler
 <lrsearch.search_space._balanced.BalancedScheduleSampler>` in front of the
 sampler: a first round of every schedule type, then every ``balance_every``-th
-trial goes to a type with fewer than ``min_per_schedule`` completed trials. Left
+trial goes to a type with fewer than ``min_per_schedule`` completed trials
+(from trial ``balance_start * n_trials`` on: later, TPE has the first trials to
+itself and the leaderboard is filled afterwards). Left
 out, it is on for TPE and off for the other samplers (whose own sequences stay
 as they are); :func:`resolve_balance` stores the decision with the definition.
 """
@@ -41,6 +43,16 @@ class SamplerSpec(BaseModel):
     )
     min_per_schedule: int = Field(default=DEFAULT_MIN_PER_SCHEDULE, ge=0, le=1000)
     balance_every: int = Field(default=DEFAULT_BALANCE_EVERY, ge=1, le=1000)
+    balance_start: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "priority trials start at this fraction of the trial budget (the first round "
+            "of every type still comes first): 0 from the start, 0.5 after TPE has had "
+            "half the trials to itself"
+        ),
+    )
     protect_priority: bool = Field(
         default=True,
         description="the pruner never stops a priority trial (one that keeps a type alive)",

@@ -88,7 +88,11 @@ def make_sampler(definition: StudyDefinition) -> optuna.samplers.BaseSampler:
     if not balances(definition):
         return base
     return BalancedScheduleSampler(
-        base, min_completed=spec.min_per_schedule, every=spec.balance_every, seed=spec.seed
+        base,
+        min_completed=spec.min_per_schedule,
+        every=spec.balance_every,
+        seed=spec.seed,
+        start=math.ceil(spec.balance_start * definition.budget.n_trials),
     )
 
 

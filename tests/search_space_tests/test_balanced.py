@@ -90,6 +90,29 @@ def test_priority_trials_come_only_every_m_th_trial_number() -> None:
     assert sum(t.number % 3 == 0 for t in late) >= len(late) - 2
 
 
+def test_a_later_start_leaves_the_first_trials_to_the_sampler_then_fills_every_type() -> None:
+    definition = parse_definition(
+        {
+            **BASE,
+            "budget": {"n_trials": 60, "max_epochs": 5},
+            "sampler": {"type": "tpe", "seed": 3, "balance_start": 0.5, "balance_every": 1},
+        }
+    )
+    sampler = make_sampler(definition)
+    assert isinstance(sampler, BalancedScheduleSampler)
+    assert sampler.start == 30
+    study = _run(definition, 60)
+    priority = [t.number for t in study.trials if t.system_attrs.get(PRIORITY_ATTR)]
+    # No priority trial before trial 30 (the first round is not one), some after.
+    assert priority
+    assert min(priority) >= 30, priority
+    completed = _completed(study)
+    assert all(completed[s] >= 3 for s in SCHEDULE_TYPES), completed
+    # From the start (the default), the always-pruned types get priority trials early.
+    early = _run(_definition(min_per_schedule=3, balance_every=1), 30)
+    assert any(t.system_attrs.get(PRIORITY_ATTR) for t in early.trials[:30])
+
+
 def test_the_same_seed_replays_the_same_trials() -> None:
     first = _run(_definition(), 30)
     second = _run(_definition(), 30)
@@ -117,6 +140,7 @@ def test_the_stored_definition_says_whether_it_balances() -> None:
         "balance_schedules": True,
         "min_per_schedule": 3,
         "balance_every": 3,
+        "balance_start": 0.0,
         "protect_priority": True,
     }
     assert parse_definition({**BASE, "sampler": dumped}) == _definition()
@@ -167,6 +191,7 @@ def test_a_subset_of_types_is_balanced_over_that_subset() -> None:
             [("sampler", "min_per_schedule"), ("sampler", "balance_every")],
         ),
         ({"balance_evry": 2}, [("sampler", "balance_evry")]),
+        ({"balance_start": 1.5}, [("sampler", "balance_start")]),
     ],
 )
 def test_bad_balance_settings_are_reported_with_their_paths(

@@ -35,6 +35,7 @@ def test_create_returns_201_with_the_filled_in_definition(api: Api) -> None:
         "balance_schedules": True,
         "min_per_schedule": 3,
         "balance_every": 3,
+        "balance_start": 0.0,
         "protect_priority": True,
     }
     assert definition["search_space"]["warmup_epochs"] == {"low": 0, "high": 2}
