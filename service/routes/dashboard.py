@@ -5,11 +5,17 @@ needs no build step: our files from ``service/static/``, and plotly.js
 from the ``plotly`` Python package, which ships ``plotly.min.js`` (found at
 request time, never copied into the repository). The page itself holds no
 data; it reads the REST API with the API key the user enters.
+
+Our files are sent with ``Cache-Control: no-cache`` and an ``ETag`` (a hash of
+their content): the browser asks again on every visit, so that a new release is
+picked up at once, and is answered ``304 Not Modified`` with no body while its
+copy is still the current one.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
@@ -71,12 +77,41 @@ def _plotly_version() -> str:
         return "unknown"
 
 
+@lru_cache(maxsize=32)
+def _content_etag(path: Path, mtime_ns: int, size: int) -> str:
+    # Once per version of each file: a new mtime or size is a new key.
+    return '"' + hashlib.sha256(path.read_bytes()).hexdigest()[:32] + '"'
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (weak comparison, as RFC 9110
+    asks for this header) or is ``*``."""
+    for tag in (if_none_match or "").split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def _static_file(
+    path: Path, media_type: str, headers: dict[str, str], if_none_match: str | None
+) -> Response:
+    """``path`` with its content's ETag, or ``304 Not Modified`` if the browser has it."""
+    if not path.is_file():
+        raise DashboardAssetMissingError(f"{path.name} not found in {path.parent}")
+    stat = path.stat()
+    etag = _content_etag(path, stat.st_mtime_ns, stat.st_size)
+    headers = {**headers, "ETag": etag}
+    if _etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, media_type=media_type, headers=headers)
+
+
 @router.get("/")
-def index() -> FileResponse:
+def index(if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """The single page: studies, a study, a trial (routes after ``#``)."""
-    return FileResponse(
-        STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS
-    )
+    media_type = "text/html; charset=utf-8"
+    return _static_file(STATIC_DIR / "index.html", media_type, _PAGE_HEADERS, if_none_match)
 
 
 @lru_cache(maxsize=2)
@@ -117,9 +152,9 @@ def plotly_js(accept_encoding: Annotated[str | None, Header()] = None) -> Respon
 
 
 def _asset_route(name: str, media_type: str) -> None:
-    def endpoint() -> FileResponse:
+    def endpoint(if_none_match: Annotated[str | None, Header()] = None) -> Response:
         headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-        return FileResponse(STATIC_DIR / name, media_type=media_type, headers=headers)
+        return _static_file(STATIC_DIR / name, media_type, headers, if_none_match)
 
     endpoint.__doc__ = f"The dashboard's {name}."
     router.add_api_route(f"/static/{name}", endpoint, methods=["GET"], name=f"static_{name}")
