@@ -7,6 +7,10 @@ so lazily, inside each command, so ``lrsearch worker`` never loads FastAPI and
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -33,6 +37,14 @@ class _App(typer.Typer):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
+            return self._call(*args, **kwargs)
+        except SystemExit as done:
+            if not args and not kwargs and sys.argv[1:2] == ["worker"]:
+                _exit_worker_process(done.code)
+            raise
+
+    def _call(self, *args: Any, **kwargs: Any) -> Any:
+        try:
             return super().__call__(*args, **kwargs)
         except Exception as exc:
             # Imported here: loading storage at import time would slow every command.
@@ -48,6 +60,30 @@ class _App(typer.Typer):
                 raise
             typer.echo(f"error: {exc}", err=True)
             raise SystemExit(1) from None
+
+
+def _exit_worker_process(code: Any) -> None:
+    """End an ``lrsearch worker`` process without the interpreter's finalisation.
+
+    By then the worker has recorded or handed back every trial and closed its
+    loop. With PyTorch loaded and the worker's daemon threads (heartbeats, the
+    stop watchdog) just stopped, finalisation sometimes aborted in C++ static
+    destructors (``terminate called without an active exception``, SIGABRT)
+    after a clean stop, turning exit status 0 into -6 for a supervisor or an
+    orchestrator. Output is flushed first; the worker registers no atexit work.
+    """
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
 
 
 app = _App(
