@@ -49,7 +49,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dashboard_render import _free_port, _study, app_factory
+from dashboard_render import _free_port, _stop, _study, app_factory
 from dashboard_render import _serve as serve_app
 from results_queries import DEFAULT_URL
 
@@ -115,15 +115,6 @@ def _serve_checkout(url: str, port: int, checkout: Path) -> subprocess.Popen[byt
         time.sleep(0.2)
     server.kill()
     raise SystemExit(f"the service of {checkout} did not start")
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # a request still computing: do not wait
-        server.kill()
-        server.wait()
 
 
 def _paths(client: httpx.Client, name: str, task: str, number: int) -> list[tuple[str, str]]:

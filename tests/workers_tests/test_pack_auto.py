@@ -128,25 +128,6 @@ def test_a_worker_rejects_a_bad_pack_before_it_starts(sqlite_url: str) -> None:
         run_worker(WorkerOptions(storage_url=sqlite_url, pack=0))
 
 
-def test_the_gpu_supervisor_passes_auto_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lrsearch.workers import supervisor
-
-    started: list[list[str]] = []
-
-    class Recorder:
-        def __init__(self, ids: list[str], child: list[str], **_kw: Any) -> None:
-            started.append(child)
-
-        def run(self) -> int:
-            return 0
-
-    monkeypatch.setattr(supervisor, "Supervisor", Recorder)
-    env = {"LRSEARCH_STORAGE": "sqlite:///:memory:", "LRSEARCH_PACK": "auto"}
-    result = CliRunner().invoke(app, ["worker", "--gpus", "0", "--device", "cpu"], env=env)
-    assert result.exit_code == 0, result.output
-    assert started[0][started[0].index("--pack") + 1] == "auto"
-
-
 def _run(url: str, name: str, task: str, options: dict[str, Any], trials: int) -> None:
     backend = storage.open_backend(url)
     try:

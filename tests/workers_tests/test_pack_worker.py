@@ -381,7 +381,14 @@ def test_worker_cli_has_pack_and_rejects_bad_values() -> None:
     assert "LRSEARCH_PACK" in result.output
 
 
-def test_the_gpu_supervisor_passes_pack_to_each_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [(["--pack", "3"], {}, "3"), ([], {"LRSEARCH_PACK": "auto"}, "auto")],
+    ids=["option", "auto-from-env"],
+)
+def test_the_gpu_supervisor_passes_pack_to_each_worker(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], expected: str
+) -> None:
     from lrsearch.workers import supervisor
 
     started: list[list[str]] = []
@@ -394,10 +401,8 @@ def test_the_gpu_supervisor_passes_pack_to_each_worker(monkeypatch: pytest.Monke
             return 0
 
     monkeypatch.setattr(supervisor, "Supervisor", Recorder)
-    env = {"LRSEARCH_STORAGE": "sqlite:///:memory:"}
-    result = CliRunner().invoke(
-        app, ["worker", "--gpus", "0,1", "--device", "cpu", "--pack", "3"], env=env
-    )
+    env = {"LRSEARCH_STORAGE": "sqlite:///:memory:", **env}
+    result = CliRunner().invoke(app, ["worker", "--gpus", "0,1", "--device", "cpu", *args], env=env)
     assert result.exit_code == 0, result.output
     child = started[0]
-    assert child[child.index("--pack") + 1] == "3"
+    assert child[child.index("--pack") + 1] == expected
