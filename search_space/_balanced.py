@@ -138,9 +138,9 @@ class BalancedScheduleSampler(BaseSampler):
         """The first-round or priority type for ``trial``; ``None``: the base sampler chooses."""
         if len(choices) <= 1:
             return None
-        # Under hyperband Optuna hands samplers a view of the trial's bracket only;
-        # balance counts every trial of the study.
-        everything = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        # Every trial of the study, from the study's per-trial cache (a Hyperband
+        # bracket view shares it, and its ``_get_trials`` does not filter).
+        everything = study._get_trials(deepcopy=False, use_cache=True)
         counts = schedule_counts(everything, choices, trial.number)
         rng = random.Random(self._seed * 1_000_003 + trial.number)
         untried = [c for c in choices if counts[c][2] == 0]

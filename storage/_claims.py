@@ -195,6 +195,10 @@ def claim_trial(
         # trial is an orphan that the next sweep retries at once.
         attrs = {"worker": worker} if device is None else {"worker": worker, "device": device}
         set_trial_user_attrs(optuna_storage, trial_id, attrs)
+    # Sync the trial list once per trial, as ``Study.ask`` does: the sampler's
+    # proposals for this trial (and Hyperband's bracket views, which share this
+    # cache) read the study's trials once, at the first ``suggest``.
+    study._thread_local.cached_all_trials = None
     # Outside the lock: the sampler's relative sampling for this trial.
     return optuna.Trial(study, trial_id)
 
