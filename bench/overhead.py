@@ -193,6 +193,134 @@ def run_optuna_worker(url: str, study_name: str, trials: int, out: Path, slot: i
         timeline.trial(trial.number, state.name)
 
 
+def seed_study(url: str, study_name: str, n: int) -> None:
+    """Add ``n`` finished trials to the study, as if ``n`` trials had run before.
+
+    For ``--start-at``: growing a study to 10,000 trials through the loops takes
+    hours on a small machine. The trials are sampled by a seeded random sampler
+    from the same space, with the same no-op objective, and judged by the same
+    Hyperband pruner (lrsearch's; its decisions and rung attributes are Optuna's
+    own), in memory under the study's name (a trial's bracket depends on it),
+    then copied into the study in bulk: params, values, intermediate values and
+    the pruner's system attributes. On lrsearch's side its sweep then writes
+    their summary rows, as for any trial that finished without one; they have
+    no run rows and none of the user attrs a worker writes (``worker``,
+    ``lr_curve``, ``metrics``...).
+    """
+    import optuna
+
+    from lrsearch.search_space import make_pruner, parse_definition, sample_config
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = parse_definition(definition(study_name, n))
+    memory = optuna.create_study(
+        study_name=study_name,
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=12345),
+        pruner=make_pruner(spec),
+    )
+    for _ in range(n):
+        trial = memory.ask()
+        config = sample_config(trial, spec)
+        state = optuna.trial.TrialState.COMPLETE
+        for epoch in range(EPOCHS):
+            value = objective(config.learning_rate, epoch)
+            trial.report(value, epoch)
+            if trial.should_prune():
+                state = optuna.trial.TrialState.PRUNED
+                break
+        final = value if state == optuna.trial.TrialState.COMPLETE else None
+        memory.tell(trial, final, state=state)
+    _copy_trials(url, study_name, memory.get_trials(deepcopy=False))
+    from lrsearch import storage
+
+    backend = storage.open_backend(url)
+    try:
+        try:
+            record = storage.get_study(backend, study_name)
+        except storage.StudyNotFoundError:
+            return  # plain Optuna's side
+        # lrsearch's side: its summary rows, as its sweep backfills them for
+        # trials that finished without one (else the first worker would).
+        study = storage.load_optuna_study(backend, record)
+        storage.fail_stale_trials(backend, study, record, grace_s=3600.0)
+    finally:
+        backend.dispose()
+
+
+def _copy_trials(url: str, study_name: str, trials: list[Any]) -> None:
+    """Insert finished trials into Optuna's tables in bulk (``add_trial`` is one at a time)."""
+    import json as _json
+
+    import optuna
+    from optuna.distributions import distribution_to_json
+    from optuna.storages._rdb import models
+
+    engine = sa.create_engine(url)
+    study_id = optuna.storages.RDBStorage(url).get_study_id_from_name(study_name)
+    value_repr = models.TrialValueModel.value_to_stored_repr
+    step_repr = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+    with engine.begin() as conn:
+        for start in range(0, len(trials), 500):
+            batch = trials[start : start + 500]
+            ids = (
+                conn.execute(
+                    models.TrialModel.__table__.insert().returning(
+                        models.TrialModel.__table__.c.trial_id, sort_by_parameter_order=True
+                    ),
+                    [
+                        {
+                            "number": t.number,
+                            "study_id": study_id,
+                            "state": t.state,
+                            "datetime_start": t.datetime_start,
+                            "datetime_complete": t.datetime_complete,
+                        }
+                        for t in batch
+                    ],
+                )
+                .scalars()
+                .all()
+            )
+            values, steps, params, attrs = [], [], [], []
+            for trial_id, t in zip(ids, batch, strict=True):
+                if t.value is not None:
+                    value, kind = value_repr(t.value)
+                    values.append(
+                        {"trial_id": trial_id, "objective": 0, "value": value, "value_type": kind}
+                    )
+                for step, v in t.intermediate_values.items():
+                    value, kind = step_repr(v)
+                    steps.append(
+                        {
+                            "trial_id": trial_id,
+                            "step": step,
+                            "intermediate_value": value,
+                            "intermediate_value_type": kind,
+                        }
+                    )
+                for name, dist in t.distributions.items():
+                    params.append(
+                        {
+                            "trial_id": trial_id,
+                            "param_name": name,
+                            "param_value": dist.to_internal_repr(t.params[name]),
+                            "distribution_json": distribution_to_json(dist),
+                        }
+                    )
+                for key, v in t.system_attrs.items():
+                    attrs.append({"trial_id": trial_id, "key": key, "value_json": _json.dumps(v)})
+            for model, rows in (
+                (models.TrialValueModel, values),
+                (models.TrialIntermediateValueModel, steps),
+                (models.TrialParamModel, params),
+                (models.TrialSystemAttributeModel, attrs),
+            ):
+                if rows:
+                    conn.execute(model.__table__.insert(), rows)
+    engine.dispose()
+
+
 # -- the driver ------------------------------------------------------------------
 
 
@@ -284,7 +412,23 @@ def _segments(args: argparse.Namespace, engine: sa.Engine, tmp: Path) -> dict[st
     sides = args.sides.split(",")
     names = {side: f"ovh-{side}-{uuid.uuid4().hex[:6]}" for side in sides}
     for side in sides:
-        _create(side, args.url, names[side], args.trials)
+        _create(side, args.url, names[side], args.start_at + args.trials)
+    if args.start_at:
+        started = time.perf_counter()
+        seeders = [
+            subprocess.Popen(
+                [
+                    *(sys.executable, __file__, "--_worker", "seed", "--url", args.url),
+                    *("--_study", names[side], "--_trials", str(args.start_at)),
+                ],
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+            for side in sides
+        ]
+        if any(p.wait() != 0 for p in seeders):
+            raise RuntimeError("seeding the studies failed")
+        seconds = time.perf_counter() - started
+        print(f"seeded {args.start_at} trials per study in {seconds:.0f} s", flush=True)
     per_worker = args.trials // 5 // args.workers
     fifths: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for fifth in range(5):
@@ -345,6 +489,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sides", default="lrsearch,optuna")
     parser.add_argument("--scale", default="", help="e.g. 4,16: lrsearch trials/s by workers")
     parser.add_argument("--scale-trials", type=int, default=400)
+    parser.add_argument(
+        "--start-at",
+        type=int,
+        default=0,
+        help="first add this many finished trials to each study (see seed_study)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     for hidden in ("--_worker", "--_study", "--_out"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
@@ -353,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args._worker == "lrsearch":
         run_lrsearch_worker(args.url, args._study, args._trials, Path(args._out))
+        return 0
+    if args._worker == "seed":
+        seed_study(args.url, args._study, args._trials)
         return 0
     if args._worker == "optuna":
         run_optuna_worker(args.url, args._study, args._trials, Path(args._out), args._slot)
@@ -365,7 +518,11 @@ def main(argv: list[str] | None = None) -> int:
 
     storage.open_backend(args.url).dispose()  # the schema, before any worker starts
     engine = sa.create_engine(args.url)
-    result: dict[str, Any] = {"trials": args.trials, "workers": args.workers}
+    result: dict[str, Any] = {
+        "trials": args.trials,
+        "workers": args.workers,
+        "start_at": args.start_at,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         if args.trials:
             result.update(_segments(args, engine, Path(tmp)))
