@@ -207,6 +207,25 @@ def seed_study(url: str, study_name: str, n: int) -> None:
     no run rows and none of the user attrs a worker writes (``worker``,
     ``lr_curve``, ``metrics``...).
     """
+    _copy_trials(url, study_name, seeded_trials(study_name, n))
+    from lrsearch import storage
+
+    backend = storage.open_backend(url)
+    try:
+        try:
+            record = storage.get_study(backend, study_name)
+        except storage.StudyNotFoundError:
+            return  # plain Optuna's side
+        # lrsearch's side: its summary rows, as its sweep backfills them for
+        # trials that finished without one (else the first worker would).
+        study = storage.load_optuna_study(backend, record)
+        storage.fail_stale_trials(backend, study, record, grace_s=3600.0)
+    finally:
+        backend.dispose()
+
+
+def seeded_trials(study_name: str, n: int) -> list[Any]:
+    """The ``n`` trials :func:`seed_study` adds, run in memory (the same for the same name)."""
     import optuna
 
     from lrsearch.search_space import make_pruner, parse_definition, sample_config
@@ -231,21 +250,7 @@ def seed_study(url: str, study_name: str, n: int) -> None:
                 break
         final = value if state == optuna.trial.TrialState.COMPLETE else None
         memory.tell(trial, final, state=state)
-    _copy_trials(url, study_name, memory.get_trials(deepcopy=False))
-    from lrsearch import storage
-
-    backend = storage.open_backend(url)
-    try:
-        try:
-            record = storage.get_study(backend, study_name)
-        except storage.StudyNotFoundError:
-            return  # plain Optuna's side
-        # lrsearch's side: its summary rows, as its sweep backfills them for
-        # trials that finished without one (else the first worker would).
-        study = storage.load_optuna_study(backend, record)
-        storage.fail_stale_trials(backend, study, record, grace_s=3600.0)
-    finally:
-        backend.dispose()
+    return memory.get_trials(deepcopy=False)
 
 
 def _copy_trials(url: str, study_name: str, trials: list[Any]) -> None:
@@ -290,13 +295,13 @@ def _copy_trials(url: str, study_name: str, trials: list[Any]) -> None:
                         {"trial_id": trial_id, "objective": 0, "value": value, "value_type": kind}
                     )
                 for step, v in t.intermediate_values.items():
-                    value, kind = step_repr(v)
+                    stored, step_kind = step_repr(v)
                     steps.append(
                         {
                             "trial_id": trial_id,
                             "step": step,
-                            "intermediate_value": value,
-                            "intermediate_value_type": kind,
+                            "intermediate_value": stored,
+                            "intermediate_value_type": step_kind,
                         }
                     )
                 for name, dist in t.distributions.items():
