@@ -2,9 +2,10 @@
 
 Each run's fifths are placed at the study size they ran at (``start_at`` plus
 the middle of the fifth), so a fresh 2,000-trial run and a run started at
-9,500 trials share one axis. Prints, per fifth, client CPU per trial for
-lrsearch and plain Optuna and their ratio, with transactions per trial; then
-lrsearch's growth from its first to its last fifth, compared with Optuna's.
+9,500 trials share one axis (one line per run: nothing is drawn between
+them). Prints, per fifth, client CPU per trial for lrsearch and plain Optuna
+and their ratio, with transactions per trial; then lrsearch's growth from its
+first to its last fifth, compared with Optuna's.
 
 Usage::
 
@@ -68,11 +69,19 @@ def plot(rows: list[dict[str, Any]], path: Path) -> str:
         import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return "plot skipped: matplotlib is not installed (.venv/bin/pip install matplotlib)"
-    rows = sorted(rows, key=lambda r: r["size"])
     fig, ax = plt.subplots(figsize=(7, 4))
-    sizes = [r["size"] for r in rows]
-    ax.plot(sizes, [r["optuna_cpu"] for r in rows], "o-", label="plain Optuna")
-    ax.plot(sizes, [r["lrsearch_cpu"] for r in rows], "s-", label="lrsearch")
+    # One line per run: nothing was measured between two runs' study sizes.
+    runs: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        runs.setdefault(r.get("run", 0), []).append(r)
+    for i, run in enumerate(runs.values()):
+        run = sorted(run, key=lambda r: r["size"])
+        sizes = [r["size"] for r in run]
+        ax.plot(sizes, [r["optuna_cpu"] for r in run], "o-", color="C0")
+        ax.plot(sizes, [r["lrsearch_cpu"] for r in run], "s-", color="C1")
+        if i == 0:
+            ax.lines[-2].set_label("plain Optuna")
+            ax.lines[-1].set_label("lrsearch")
     ax.set_xlabel("trials in the study")
     ax.set_ylabel("client CPU ms per trial (no-op training)")
     ax.set_title("Per-trial overhead, 4 workers, PostgreSQL")
@@ -94,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.results:
         result = json.loads(path.read_text())
         rows = points(result)
+        for row in rows:
+            row["run"] = path.name
         everything += rows
         print(f"## {path.name}: {result['trials']} trials from {result.get('start_at', 0)}")
         print(table(rows))
