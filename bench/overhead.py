@@ -167,7 +167,7 @@ def run_lrsearch_worker(url: str, study: str, trials: int, out: Path) -> None:
 def run_optuna_worker(url: str, study_name: str, trials: int, out: Path, slot: int) -> None:
     import optuna
 
-    from lrsearch.search_space import parse_definition, sample_config
+    from lrsearch.search_space import parse_definition
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     timeline = _Timeline(out)
@@ -180,17 +180,26 @@ def run_optuna_worker(url: str, study_name: str, trials: int, out: Path, slot: i
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS),
     )
     for _ in range(trials):
-        trial = study.ask()
-        config = sample_config(trial, spec)
-        state = optuna.trial.TrialState.COMPLETE
-        for epoch in range(EPOCHS):
-            value = objective(config.learning_rate, epoch)
-            trial.report(value, epoch)
-            if trial.should_prune():
-                state = optuna.trial.TrialState.PRUNED
-                break
-        study.tell(trial, value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
-        timeline.trial(trial.number, state.name)
+        timeline.trial(*ask_run_tell(study, spec))
+
+
+def ask_run_tell(study: Any, spec: Any) -> tuple[int, str]:
+    """One plain Optuna trial of the no-op training: ask, sample, 20 reports, tell."""
+    import optuna
+
+    from lrsearch.search_space import sample_config
+
+    trial = study.ask()
+    config = sample_config(trial, spec)
+    state = optuna.trial.TrialState.COMPLETE
+    for epoch in range(EPOCHS):
+        value = objective(config.learning_rate, epoch)
+        trial.report(value, epoch)
+        if trial.should_prune():
+            state = optuna.trial.TrialState.PRUNED
+            break
+    study.tell(trial, value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+    return trial.number, state.name
 
 
 def seed_study(url: str, study_name: str, n: int) -> None:
@@ -228,7 +237,7 @@ def seeded_trials(study_name: str, n: int) -> list[Any]:
     """The ``n`` trials :func:`seed_study` adds, run in memory (the same for the same name)."""
     import optuna
 
-    from lrsearch.search_space import make_pruner, parse_definition, sample_config
+    from lrsearch.search_space import make_pruner, parse_definition
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = parse_definition(definition(study_name, n))
@@ -239,17 +248,7 @@ def seeded_trials(study_name: str, n: int) -> list[Any]:
         pruner=make_pruner(spec),
     )
     for _ in range(n):
-        trial = memory.ask()
-        config = sample_config(trial, spec)
-        state = optuna.trial.TrialState.COMPLETE
-        for epoch in range(EPOCHS):
-            value = objective(config.learning_rate, epoch)
-            trial.report(value, epoch)
-            if trial.should_prune():
-                state = optuna.trial.TrialState.PRUNED
-                break
-        final = value if state == optuna.trial.TrialState.COMPLETE else None
-        memory.tell(trial, final, state=state)
+        ask_run_tell(memory, spec)
     return memory.get_trials(deepcopy=False)
 
 

@@ -8,6 +8,7 @@ before the claim.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -39,6 +40,23 @@ def _run_one(backend: storage.Backend, study: optuna.Study, spec: Any, value: fl
     return trial.number
 
 
+@pytest.fixture
+def past_startup(
+    sqlite_url: str, study_name: str
+) -> Iterator[tuple[storage.Backend, Any, optuna.Study]]:
+    """A TPE + Hyperband study past TPE's 10 random start-up trials and the first round per type."""
+    spec = parse_definition(_definition(study_name))
+    backend = storage.open_backend(sqlite_url)
+    try:
+        record = storage.create_study(backend, spec)
+        study = storage.load_optuna_study(backend, record)
+        for i in range(14):
+            _run_one(backend, study, spec, 0.5 + 0.01 * i)
+        yield backend, spec, study
+    finally:
+        backend.dispose()
+
+
 def _counting(monkeypatch: pytest.MonkeyPatch, optuna_storage: Any) -> list[int]:
     calls: list[int] = []
     real = optuna_storage.get_all_trials
@@ -52,98 +70,73 @@ def _counting(monkeypatch: pytest.MonkeyPatch, optuna_storage: Any) -> list[int]
 
 
 def test_tpe_under_hyperband_reads_the_trials_once_per_trial(
-    sqlite_url: str, study_name: str, monkeypatch: pytest.MonkeyPatch
+    past_startup: tuple[storage.Backend, Any, optuna.Study], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = parse_definition(_definition(study_name))
-    backend = storage.open_backend(sqlite_url)
-    try:
-        record = storage.create_study(backend, spec)
-        study = storage.load_optuna_study(backend, record)
-        # Past TPE's 10 random start-up trials and the first round of every type.
-        for i in range(14):
-            _run_one(backend, study, spec, 0.5 + 0.01 * i)
-        calls = _counting(monkeypatch, study._storage)
-        trial = storage.claim_trial(backend, study, worker="w")
-        assert trial is not None
-        config = sample_config(trial, spec)
-        # Schedule, learning rate, optimizer, batch size, dropout, init, the
-        # schedule's own parameters...: many suggests, one read.
-        assert len(trial.params) >= 6
-        assert config.schedule.type in spec.search_space.schedules
-        assert len(calls) == 1
-        # Each bracket view Optuna builds for a suggest shares the study's cache.
-        view = optuna.pruners._filter_study(study, study._storage.get_trial(trial._trial_id))
-        assert view is not study
-        assert view._thread_local is study._thread_local
-    finally:
-        backend.dispose()
+    backend, spec, study = past_startup
+    calls = _counting(monkeypatch, study._storage)
+    trial = storage.claim_trial(backend, study, worker="w")
+    assert trial is not None
+    config = sample_config(trial, spec)
+    # Schedule, learning rate, optimizer, batch size, dropout, init, the
+    # schedule's own parameters...: many suggests, one read.
+    assert len(trial.params) >= 6
+    assert config.schedule.type in spec.search_space.schedules
+    assert len(calls) == 1
+    # Each bracket view Optuna builds for a suggest shares the study's cache.
+    view = optuna.pruners._filter_study(study, study._storage.get_trial(trial._trial_id))
+    assert view is not study
+    assert view._thread_local is study._thread_local
 
 
 def test_a_claim_resets_the_cache_so_the_next_trial_sees_every_finished_trial(
-    sqlite_url: str, study_name: str
+    past_startup: tuple[storage.Backend, Any, optuna.Study], study_name: str
 ) -> None:
-    spec = parse_definition(_definition(study_name))
-    backend = storage.open_backend(sqlite_url)
-    try:
-        record = storage.create_study(backend, spec)
-        mine = storage.load_optuna_study(backend, record)
-        other = storage.load_optuna_study(backend, record, seed_salt=1)
-        for i in range(12):
-            _run_one(backend, mine, spec, 0.5 + 0.01 * i)
-        # This worker's cache now holds the study as of its last trial.
-        seen = {t.number for t in mine._get_trials(deepcopy=False, use_cache=True)}
-        # Another worker finishes a trial meanwhile.
-        theirs = _run_one(backend, other, spec, 0.99)
-        assert theirs not in seen
-        trial = storage.claim_trial(backend, mine, worker="w")
-        assert trial is not None
-        sample_config(trial, spec)
-        cached = {t.number: t.state for t in mine._get_trials(deepcopy=False, use_cache=True)}
-        assert cached[theirs] == TrialState.COMPLETE
-        assert cached[trial.number] == TrialState.RUNNING
-    finally:
-        backend.dispose()
+    backend, spec, mine = past_startup
+    other = storage.load_optuna_study(backend, storage.get_study(backend, study_name), seed_salt=1)
+    # This worker's cache holds the study as of its last trial.
+    seen = {t.number for t in mine._get_trials(deepcopy=False, use_cache=True)}
+    # Another worker finishes a trial meanwhile.
+    theirs = _run_one(backend, other, spec, 0.99)
+    assert theirs not in seen
+    trial = storage.claim_trial(backend, mine, worker="w")
+    assert trial is not None
+    sample_config(trial, spec)
+    cached = {t.number: t.state for t in mine._get_trials(deepcopy=False, use_cache=True)}
+    assert cached[theirs] == TrialState.COMPLETE
+    assert cached[trial.number] == TrialState.RUNNING
 
 
 def test_tpe_splits_the_snapshot_once_per_trial_and_only_for_lrsearch_views(
-    sqlite_url: str, study_name: str
+    past_startup: tuple[storage.Backend, Any, optuna.Study],
 ) -> None:
     from optuna.pruners import HyperbandPruner
     from optuna.samplers._tpe import sampler as tpe
 
     from lrsearch.search_space import _tpe_split
 
-    spec = parse_definition(_definition(study_name))
-    backend = storage.open_backend(sqlite_url)
-    try:
-        record = storage.create_study(backend, spec)
-        study = storage.load_optuna_study(backend, record)
-        for i in range(14):
-            _run_one(backend, study, spec, 0.5 + 0.01 * i)
-        trial = storage.claim_trial(backend, study, worker="w")
-        assert trial is not None
-        sample_config(trial, spec)
-        view = optuna.pruners._filter_study(study, study._storage.get_trial(trial._trial_id))
-        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        trials = list(view._get_trials(deepcopy=False, states=states))
-        first = tpe._split_trials(view, trials, 3)
-        # The same snapshot, trials and n_below: the same answer, not recomputed.
-        assert tpe._split_trials(view, list(trials), 3) is first
-        _tpe_split.clear()
-        fresh = tpe._split_trials(view, trials, 3)
-        assert fresh is not first
-        assert [[t.number for t in part] for part in fresh] == [
-            [t.number for t in part] for part in first
-        ]
-        assert len(fresh[0]) == 3
-        # Other trials or another n_below: computed again.
-        assert tpe._split_trials(view, trials[1:], 3) is not fresh
-        assert len(tpe._split_trials(view, trials, 4)[0]) == 4
-        # Optuna's own bracket view is never memoised.
-        pruner = HyperbandPruner(min_resource=1, max_resource=4)
-        pruner._try_initialization(study)
-        plain = pruner._create_bracket_study(study, 0)
-        once = tpe._split_trials(plain, trials, 3)
-        assert tpe._split_trials(plain, trials, 3) is not once
-    finally:
-        backend.dispose()
+    backend, spec, study = past_startup
+    trial = storage.claim_trial(backend, study, worker="w")
+    assert trial is not None
+    sample_config(trial, spec)
+    view = optuna.pruners._filter_study(study, study._storage.get_trial(trial._trial_id))
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    trials = list(view._get_trials(deepcopy=False, states=states))
+    first = tpe._split_trials(view, trials, 3)
+    # The same snapshot, trials and n_below: the same answer, not recomputed.
+    assert tpe._split_trials(view, list(trials), 3) is first
+    _tpe_split.clear()
+    fresh = tpe._split_trials(view, trials, 3)
+    assert fresh is not first
+    assert [[t.number for t in part] for part in fresh] == [
+        [t.number for t in part] for part in first
+    ]
+    assert len(fresh[0]) == 3
+    # Other trials or another n_below: computed again.
+    assert tpe._split_trials(view, trials[1:], 3) is not fresh
+    assert len(tpe._split_trials(view, trials, 4)[0]) == 4
+    # Optuna's own bracket view is never memoised.
+    pruner = HyperbandPruner(min_resource=1, max_resource=4)
+    pruner._try_initialization(study)
+    plain = pruner._create_bracket_study(study, 0)
+    once = tpe._split_trials(plain, trials, 3)
+    assert tpe._split_trials(plain, trials, 3) is not once
