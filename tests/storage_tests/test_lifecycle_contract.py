@@ -42,6 +42,34 @@ def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[storage.B
     handle.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def own_backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[storage.Backend]:
+    """A backend on a database of its own, for a sweep of every study.
+
+    A sweep with a short grace period fails every running trial of every study
+    in the database, so on the shared PostgreSQL server it runs in a fresh
+    database, dropped afterwards (other tests' running trials are not its own).
+    """
+    if request.param == "sqlite":
+        handle = storage.open_backend(f"sqlite:///{tmp_path / 'own.db'}")
+        yield handle
+        handle.dispose()
+        return
+    server = sa.engine.make_url(postgres_url_or_skip())
+    name = f"lrs_sweep_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    handle = storage.open_backend(server.set(database=name).render_as_string(hide_password=False))
+    try:
+        yield handle
+    finally:
+        handle.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def _make(backend: storage.Backend, **budget: Any) -> storage.StudyRecord:
     definition = parse_definition(
         {
@@ -227,8 +255,9 @@ def _poison(backend: storage.Backend, record: storage.StudyRecord) -> None:
 
 
 def test_the_sweep_backfills_a_poison_row_and_goes_on_with_other_studies(
-    backend: storage.Backend,
+    own_backend: storage.Backend,
 ) -> None:
+    backend = own_backend
     poisoned, healthy = _make(backend, n_trials=1), _make(backend, n_trials=1)
     _poison(backend, poisoned)
     study = storage.load_optuna_study(backend, healthy)
