@@ -1,8 +1,7 @@
 """Fixtures for the service tests: the real app on a real SQLite file or PostgreSQL.
 
-One app per storage serves the whole session; every test gets its own tenant
-(with a key of each scope) and unique study names, which also keeps tests apart
-on the PostgreSQL database that everyone's tests share and nobody wipes.
+One app per storage serves the whole session, on a database of its own; every
+test gets its own tenant (with a key of each scope) and unique study names.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ import pytest
 
 from lrsearch import storage
 from lrsearch.service import Settings, create_app
-from tests.conftest import postgres_url_or_skip
 from tests.service_tests.helpers import DriveTrials, drive_trials
+from tests.storage_tests.migration_helpers import fresh_database
 
 with warnings.catch_warnings():
     # Starlette >= 1.x asks for httpx2 and warns once, at import, when it finds httpx.
@@ -37,11 +36,15 @@ API = "/api/v1"
 )
 def service_storage_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> str:
-    """A temporary SQLite file, or the PostgreSQL test server (skipped if unreachable)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path_factory.mktemp('service') / 'service.db'}"
-    return postgres_url_or_skip()
+) -> Iterator[str]:
+    """A temporary SQLite file, or a new database on the PostgreSQL test server.
+
+    A database of its own, not the shared one: the session's app sweeps stale
+    trials of every running study it can see (60 s grace) for as long as the
+    session lasts, and other tests leave trials RUNNING on purpose.
+    """
+    with fresh_database(request.param, tmp_path_factory.mktemp("service")) as url:
+        yield url
 
 
 @dataclass

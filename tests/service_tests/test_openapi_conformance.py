@@ -35,9 +35,9 @@ from schemathesis.specs.openapi.checks import (
 from lrsearch import storage
 from lrsearch.search_space import parse_definition
 from lrsearch.service import Settings, create_app
-from tests.conftest import postgres_url_or_skip
 from tests.service_tests.conftest import TestClient, unique_name
 from tests.service_tests.helpers import drive_trials
+from tests.storage_tests.migration_helpers import fresh_database
 
 # Bounded so that both databases together stay well under a minute.
 MAX_EXAMPLES = 6
@@ -77,21 +77,24 @@ def _seed_study(backend: storage.Backend, tenant: str, *, trials: bool) -> stora
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
-def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Seeded:
-    """A storage with an admin key of a new tenant, a study with trials, and one to delete."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('conformance') / 'api.db'}"
-    else:
-        url = postgres_url_or_skip()
-    backend = storage.open_backend(url)
-    try:
-        tenant = unique_name("tenant")
-        key, plain = storage.create_key(backend, scope="admin", tenant=tenant)
-        study = _seed_study(backend, tenant, trials=True)
-        disposable = _seed_study(backend, tenant, trials=False)
-    finally:
-        backend.dispose()
-    return Seeded(url, plain, key.key_id, study.name, disposable.name)
+def seeded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Seeded]:
+    """A storage with an admin key of a new tenant, a study with trials, and one to delete.
+
+    A database of its own: the app's stale-trial sweep must not reach other
+    tests' running trials while this module runs.
+    """
+    with fresh_database(request.param, tmp_path_factory.mktemp("conformance")) as url:
+        backend = storage.open_backend(url)
+        try:
+            tenant = unique_name("tenant")
+            key, plain = storage.create_key(backend, scope="admin", tenant=tenant)
+            study = _seed_study(backend, tenant, trials=True)
+            disposable = _seed_study(backend, tenant, trials=False)
+        finally:
+            backend.dispose()
+        yield Seeded(url, plain, key.key_id, study.name, disposable.name)
 
 
 def _cases() -> list[tuple[str, str, str]]:
