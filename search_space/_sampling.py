@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -72,19 +73,25 @@ def sample_config(trial: optuna.Trial, definition: StudyDefinition) -> TrialConf
     return config_from_params(definition, params)
 
 
-def make_sampler(definition: StudyDefinition) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    definition: StudyDefinition,
+    *,
+    tpe: Callable[..., optuna.samplers.TPESampler] = optuna.samplers.TPESampler,
+) -> optuna.samplers.BaseSampler:
     """The Optuna sampler a definition asks for, behind the balancing wrapper if on.
 
     With ``sampler.balance_schedules`` (the default for TPE) the schedule type
     is chosen by :class:`BalancedScheduleSampler`, every other parameter by
-    the sampler named in ``sampler.type``.
+    the sampler named in ``sampler.type``. ``tpe`` builds the TPE sampler
+    (called with ``seed=``): the storage passes a TPE subclass that proposes
+    the same but keeps the finished trials' parameter arrays between trials.
 
     No ``constraints_func``: Optuna 5 deprecates it (a FutureWarning) in
     favour of ``Trial.set_constraint``, which the worker calls on trials that
     ran out of GPU memory (TPE only; see ``workers._loop_support``).
     """
     spec = definition.sampler
-    base = _base_sampler(spec.type, spec.seed)
+    base = _base_sampler(spec.type, spec.seed, tpe)
     if not balances(definition):
         return base
     return BalancedScheduleSampler(
@@ -96,13 +103,15 @@ def make_sampler(definition: StudyDefinition) -> optuna.samplers.BaseSampler:
     )
 
 
-def _base_sampler(kind: str, seed: int | None) -> optuna.samplers.BaseSampler:
+def _base_sampler(
+    kind: str, seed: int | None, tpe: Callable[..., optuna.samplers.TPESampler]
+) -> optuna.samplers.BaseSampler:
     # Several samplers are flagged experimental by Optuna; that is a property of
     # the library, not a problem of the user's study, so it is not surfaced.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if kind == "tpe":
-            return optuna.samplers.TPESampler(seed=seed)
+            return tpe(seed=seed)
         if kind == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if kind == "cmaes":

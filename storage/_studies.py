@@ -30,6 +30,7 @@ from lrsearch.storage._errors import (
 )
 from lrsearch.storage._study_definitions import DEFINITION_VERSION, read_definition
 from lrsearch.storage._tables import studies
+from lrsearch.storage._tpe_columns import ColumnTPESampler
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def _create_optuna_study(
                 storage=backend.optuna_storage,
                 study_name=optuna_name,
                 direction=definition.direction,
-                sampler=make_sampler(definition),
+                sampler=make_sampler(definition, tpe=ColumnTPESampler),
                 pruner=make_pruner(definition),
             )
         except optuna.exceptions.DuplicatedStudyError:
@@ -311,7 +312,7 @@ def load_optuna_study(backend: Backend, record: StudyRecord, *, seed_salt: int =
     return optuna.load_study(
         study_name=record.optuna_name or record.name,
         storage=backend.optuna_storage,
-        sampler=make_sampler(definition),
+        sampler=make_sampler(definition, tpe=ColumnTPESampler),
         pruner=make_pruner(definition),
     )
 
