@@ -87,6 +87,8 @@ class BalancedScheduleSampler(BaseSampler):
         self.min_completed = min_completed
         self.every = every
         self._seed = seed if seed is not None else random.SystemRandom().getrandbits(32)
+        # Type lists whose every type has ``min_completed`` completed trials.
+        self._settled: set[tuple[Any, ...]] = set()
 
     # -- delegated to the wrapped sampler ----------------------------------------------
 
@@ -136,12 +138,18 @@ class BalancedScheduleSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, choices: Sequence[Any]
     ) -> Any | None:
         """The first-round or priority type for ``trial``; ``None``: the base sampler chooses."""
-        if len(choices) <= 1:
+        if len(choices) <= 1 or tuple(choices) in self._settled:
             return None
         # Every trial of the study, from the study's per-trial cache (a Hyperband
         # bracket view shares it, and its ``_get_trials`` does not filter).
         everything = study._get_trials(deepcopy=False, use_cache=True)
         counts = schedule_counts(everything, choices, trial.number)
+        if all(counts[c][0] >= max(1, self.min_completed) for c in choices):
+            # Completed trials stay completed: every type is tried and has its
+            # completed trials for good, so the base sampler chooses every
+            # later trial and the history need not be counted again.
+            self._settled.add(tuple(choices))
+            return None
         rng = random.Random(self._seed * 1_000_003 + trial.number)
         untried = [c for c in choices if counts[c][2] == 0]
         if untried:

@@ -261,3 +261,26 @@ def test_make_pruner_protects_only_when_balancing() -> None:
     assert type(make_pruner(median)).__name__ == "PriorityProtectedScheduleAwarePruner"
     none = parse_definition({**BASE, "pruner": {"type": "none"}})
     assert type(make_pruner(none)) is optuna.pruners.NopPruner
+
+
+def test_once_every_type_has_its_completed_trials_the_history_is_not_counted_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lrsearch.search_space import _balanced
+
+    counted: list[int] = []
+    real = _balanced.schedule_counts
+
+    def counting(trials: Any, choices: Any, exclude: int) -> Any:
+        counts = real(trials, choices, exclude)
+        counted.append(min(c[0] for c in counts.values()))
+        return counts
+
+    monkeypatch.setattr(_balanced, "schedule_counts", counting)
+    study = _run(_definition(min_per_schedule=2, balance_every=1), 50)
+    completed = _completed(study)
+    assert all(completed[s] >= 2 for s in SCHEDULE_TYPES), completed
+    # Counted until the fewest-completed type reached 2, then never again.
+    assert counted[-1] >= 2
+    assert all(least < 2 for least in counted[:-1])
+    assert len(counted) < 50

@@ -8,6 +8,8 @@ before the claim.
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,3 +142,52 @@ def test_tpe_splits_the_snapshot_once_per_trial_and_only_for_lrsearch_views(
     plain = pruner._create_bracket_study(study, 0)
     once = tpe._split_trials(plain, trials, 3)
     assert tpe._split_trials(plain, trials, 3) is not once
+
+
+def _random_trials(rng: random.Random, n: int) -> list[optuna.trial.FrozenTrial]:
+    """Complete, pruned and running trials with ties, infinities, NaN steps and infeasibility."""
+    trials = []
+    for number in range(n):
+        state = rng.choice(
+            [TrialState.COMPLETE] * 3 + [TrialState.PRUNED] * 5 + [TrialState.RUNNING]
+        )
+        steps = rng.randint(0, 4)
+        curve = {
+            s: rng.choice([0.1, 0.5, 0.9, math.inf, -math.inf, math.nan]) for s in range(steps)
+        }
+        system_attrs = {}
+        if rng.random() < 0.1 and state != TrialState.RUNNING:
+            system_attrs["constraints"] = [rng.choice([0.0, 1.0, 2.0])]
+        value = rng.choice([0.2, 0.5, 0.5, 0.8, math.inf]) if state == TrialState.COMPLETE else None
+        trial = optuna.trial.create_trial(
+            state=state,
+            value=value,
+            intermediate_values=curve,
+            system_attrs=system_attrs,
+        )
+        trial.number = number
+        trial._trial_id = 1000 + number
+        trials.append(trial)
+    return trials
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_the_kept_keys_split_exactly_as_optuna_splits(direction: str) -> None:
+    from optuna.samplers._tpe import sampler as tpe
+
+    from lrsearch.search_space._tpe_split import _split_with_keys
+
+    rng = random.Random(7)
+    study = optuna.create_study(direction=direction)  # Optuna's own: the wrapper passes it on
+    for _ in range(40):
+        trials = _random_trials(rng, rng.randint(0, 80))
+        keys: dict[int, Any] = {}
+        for n_below in (0, 1, 3, 10, 100):
+            # Twice with the same keys: kept keys answer the second time.
+            for _ in range(2):
+                ours = _split_with_keys(study, trials, n_below, keys)
+                theirs = tpe._split_trials(study, trials, n_below)
+                assert [[t.number for t in part] for part in ours] == [
+                    [t.number for t in part] for part in theirs
+                ]
+        assert len(keys) == sum(t.state != TrialState.RUNNING for t in trials)
