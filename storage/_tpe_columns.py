@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
@@ -43,15 +43,12 @@ class _Column:
     def __init__(self) -> None:
         self.values: list[float] = []
         self.present: list[bool] = []
-        self.whole_numbers = True
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def extend(self, trials: list[FrozenTrial], name: str, dist: BaseDistribution) -> None:
         for trial in trials[len(self.values) :]:
             if name in trial.params:
-                value = dist.to_internal_repr(trial.params[name])
-                self.whole_numbers = self.whole_numbers and type(value) is int
-                self.values.append(value)
+                self.values.append(dist.to_internal_repr(trial.params[name]))
                 self.present.append(True)
             else:
                 self.values.append(0.0)
@@ -115,8 +112,9 @@ class ColumnTPESampler(optuna.samplers.TPESampler):
             return {}
         with self._cache_lock:
             rows, loose = self._rows(trials)
-            columns = {name: self._column(name, dist) for name, dist in search_space.items()}
-            arrays = {name: column.arrays() for name, column in columns.items()}
+            arrays = {
+                name: self._column(name, dist).arrays() for name, dist in search_space.items()
+            }
         finished = rows >= 0
         taken = np.zeros(len(trials), dtype=bool)
         picked = {name: np.zeros(len(trials), dtype=np.float64) for name in search_space}
@@ -132,15 +130,13 @@ class ColumnTPESampler(optuna.samplers.TPESampler):
             if search_space.keys() <= params.keys():
                 taken[position] = True
                 for name, dist in search_space.items():
-                    value = dist.to_internal_repr(params[name])
-                    picked[name][position] = value
-                    if type(value) is not int:
-                        columns[name].whole_numbers = False
+                    picked[name][position] = dist.to_internal_repr(params[name])
         if not taken.any():
             return {name: np.asarray([]) for name in search_space}
+        # Optuna's arrays hold a categorical's choice indices (ints), other values as floats.
         return {
             name: picked[name][taken].astype(np.int64)
-            if columns[name].whole_numbers
+            if isinstance(dist, CategoricalDistribution)
             else picked[name][taken]
-            for name in search_space
+            for name, dist in search_space.items()
         }

@@ -28,6 +28,7 @@ from lrsearch.storage._lock import _LOCK_NAMESPACE, _sqlite_lock_path
 from lrsearch.storage._tables import trial_results, trial_runs
 from lrsearch.workers.loop import WorkerOptions, run_worker
 from tests.conftest import postgres_url_or_skip
+from tests.storage_tests.migration_helpers import fresh_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -50,24 +51,12 @@ def own_backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[stora
     in the database, so on the shared PostgreSQL server it runs in a fresh
     database, dropped afterwards (other tests' running trials are not its own).
     """
-    if request.param == "sqlite":
-        handle = storage.open_backend(f"sqlite:///{tmp_path / 'own.db'}")
-        yield handle
-        handle.dispose()
-        return
-    server = sa.engine.make_url(postgres_url_or_skip())
-    name = f"lrs_sweep_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    handle = storage.open_backend(server.set(database=name).render_as_string(hide_password=False))
-    try:
-        yield handle
-    finally:
-        handle.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(request.param, tmp_path) as url:
+        handle = storage.open_backend(url)
+        try:
+            yield handle
+        finally:
+            handle.dispose()
 
 
 def _make(backend: storage.Backend, **budget: Any) -> storage.StudyRecord:
