@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from lrsearch import storage
 from lrsearch.storage import Backend
 from tests.conftest import postgres_url_or_skip
 from tests.storage_tests.helpers import Played, Step, budget_of, definition, play
+from tests.storage_tests.migration_helpers import fresh_database
 
 
 @pytest.fixture(
@@ -33,6 +35,17 @@ def backend(
     handle = storage.open_backend(url)
     yield handle
     handle.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def fresh_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A backend on a new empty database (a SQLite file, or a PostgreSQL database dropped after)."""
+    with fresh_database(request.param, tmp_path) as url:
+        backend = storage.open_backend(url)
+        try:
+            yield backend
+        finally:
+            backend.dispose()
 
 
 def _main_steps() -> list[Step]:

@@ -28,7 +28,6 @@ from lrsearch.storage._lock import _LOCK_NAMESPACE, _sqlite_lock_path
 from lrsearch.storage._tables import trial_results, trial_runs
 from lrsearch.workers.loop import WorkerOptions, run_worker
 from tests.conftest import postgres_url_or_skip
-from tests.storage_tests.migration_helpers import fresh_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -41,22 +40,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[storage.B
     handle = storage.open_backend(url)
     yield handle
     handle.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def own_backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[storage.Backend]:
-    """A backend on a database of its own, for a sweep of every study.
-
-    A sweep with a short grace period fails every running trial of every study
-    in the database, so on the shared PostgreSQL server it runs in a fresh
-    database, dropped afterwards (other tests' running trials are not its own).
-    """
-    with fresh_database(request.param, tmp_path) as url:
-        handle = storage.open_backend(url)
-        try:
-            yield handle
-        finally:
-            handle.dispose()
 
 
 def _make(backend: storage.Backend, **budget: Any) -> storage.StudyRecord:
@@ -244,9 +227,11 @@ def _poison(backend: storage.Backend, record: storage.StudyRecord) -> None:
 
 
 def test_the_sweep_backfills_a_poison_row_and_goes_on_with_other_studies(
-    own_backend: storage.Backend,
+    fresh_backend: storage.Backend,
 ) -> None:
-    backend = own_backend
+    # A sweep of every study with a short grace: on a database of its own, as it
+    # would fail the running trials of other tests' studies on the shared server.
+    backend = fresh_backend
     poisoned, healthy = _make(backend, n_trials=1), _make(backend, n_trials=1)
     _poison(backend, poisoned)
     study = storage.load_optuna_study(backend, healthy)

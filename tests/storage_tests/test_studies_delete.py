@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import optuna
 import pytest
@@ -15,7 +13,7 @@ from lrsearch import storage
 from lrsearch.storage import Backend
 from lrsearch.storage._tables import studies, trial_results, trial_runs
 from tests.storage_tests.helpers import Step, definition, play
-from tests.storage_tests.migration_helpers import execute, fresh_database
+from tests.storage_tests.migration_helpers import execute
 
 STEPS = [
     Step("step", "COMPLETE", 0.8, (0.5, 0.8)),
@@ -83,16 +81,6 @@ def test_delete_with_a_tenant_touches_only_that_tenant(backend: Backend) -> None
     with pytest.raises(storage.StudyNotFoundError):
         storage.delete_study(backend, defn.name, tenant=other)
     assert storage.get_study(backend, defn.name).study_id == mine.study_id
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def fresh_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with fresh_database(request.param, tmp_path) as url:
-        backend = storage.open_backend(url)
-        try:
-            yield backend
-        finally:
-            backend.dispose()
 
 
 def _refuse_deleting_optuna_studies(backend: Backend) -> None:
